@@ -1,0 +1,3 @@
+from agentcost._cli import main
+
+main()

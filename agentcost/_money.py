@@ -1,0 +1,56 @@
+"""Money: ``decimal.Decimal`` US dollars, never floats."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from agentcost._errors import InvalidMoney, InvalidMoneyType
+
+__all__ = ["ZERO", "format_usd", "to_money"]
+
+ZERO = Decimal(0)
+
+
+def to_money(value: object, *, what: str = "cost") -> Decimal:
+    """Return ``value`` as a finite, non-negative ``Decimal``.
+
+    Accepts ``Decimal``, ``int`` and decimal strings. A float raises: binary floats cannot hold most prices exactly
+    and would make totals drift, so the caller has to say which decimal it means.
+    """
+    if type(value) is Decimal:
+        money = value
+    elif isinstance(value, bool):
+        raise InvalidMoneyType(f"{what} must be a Decimal, int or decimal string, not bool")
+    elif isinstance(value, float):
+        raise InvalidMoneyType(
+            f"{what} must be a Decimal, int or decimal string, not float ({value!r}): "
+            f"write Decimal({str(value)!r}) or the string {str(value)!r} to say which decimal you mean"
+        )
+    elif isinstance(value, Decimal | int):
+        money = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            money = Decimal(value.strip())
+        except InvalidOperation:
+            raise InvalidMoney(f"{what} {value!r} is not a decimal number; use a string like '0.0025'") from None
+    else:
+        raise InvalidMoneyType(f"{what} must be a Decimal, int or decimal string, not {type(value).__name__}")
+    if not money.is_finite():
+        raise InvalidMoney(f"{what} must be a finite amount, got {money}")
+    if money < 0:
+        raise InvalidMoney(f"{what} must not be negative, got {money}")
+    return money
+
+
+def format_usd(amount: Decimal, *, places: int | None = None) -> str:
+    """Format an amount for people: ``$0.0045``, exact unless ``places`` asks for rounding (half-even)."""
+    if amount == 0:
+        return "$0"
+    if places is None:
+        return f"${amount.normalize():f}"
+    quantum = Decimal(1).scaleb(-places)
+    if abs(amount) >= quantum:
+        text = f"{amount.quantize(quantum):f}".rstrip("0").rstrip(".")
+    else:
+        text = f"{amount.normalize():f}"
+    return f"${text}"
