@@ -1,0 +1,52 @@
+"""The command line: demo and prices."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from typer.testing import CliRunner
+
+from agentcost import CostTree, PriceBook, Usage
+from agentcost._cli import app
+from agentcost._demo import demo_price_book, run_demo
+
+runner = CliRunner()
+
+
+def test_demo_json_is_a_tree_that_round_trips() -> None:
+    """`agentcost demo --json` prints a cost tree that parses back with the demo's exact total."""
+    result = runner.invoke(app, ["demo", "--json"])
+    assert result.exit_code == 0, result.output
+    tree = CostTree.from_json(result.output)
+    assert tree.total_cost == run_demo().total_cost == Decimal("0.0814795")
+    assert tree.unpriced == 1
+
+
+def test_demo_total_is_the_exact_sum_of_its_priced_calls() -> None:
+    """Every priced leaf of the demo equals the price book's own price for its usage, and they sum to the total."""
+    tree = run_demo()
+    book: PriceBook = demo_price_book()
+    leaves = [span for span in tree if span.kind in ("llm", "embedding")]
+    for span in leaves:
+        assert span.model is not None
+        assert span.cost == book.price(span.model, span.usage, provider=span.provider)
+    assert sum((span.cost for span in tree if span.cost is not None), Decimal(0)) == tree.total_cost
+
+
+def test_prices_known_model() -> None:
+    """`agentcost prices` prices a catalog model exactly and says which catalog row it used."""
+    result = runner.invoke(app, ["prices", "gpt-4o", "--provider", "openai", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["model_id"] == "gpt-4o"
+    expected = PriceBook().price("gpt-4o", Usage(input_tokens=1_000_000, output_tokens=1_000_000), provider="openai")
+    assert Decimal(data["cost"]) == expected
+
+
+def test_prices_unknown_model_fails_with_reason() -> None:
+    """An unknown model is reported as unpriced with the reason, and the command exits 1."""
+    result = runner.invoke(app, ["prices", "no-such-model-anywhere"])
+    assert result.exit_code == 1
+    assert "unpriced" in result.output
+    assert "CustomPrice" in result.output

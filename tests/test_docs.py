@@ -1,0 +1,58 @@
+"""The documentation's examples run, and the README's commands are the ones CI runs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+SHELL_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
+
+
+def python_blocks(path: Path) -> list[str]:
+    return PYTHON_BLOCK.findall(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("path", [p for p in DOCS if python_blocks(p)], ids=lambda p: p.name)
+def test_doc_examples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every python block of a page runs, in order, in one namespace (as a reader would paste them)."""
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": f"docs_{path.stem}"}
+    for number, block in enumerate(python_blocks(path), start=1):
+        code = compile(block, f"{path.name}[block {number}]", "exec")
+        exec(code, namespace)
+
+
+def test_every_doc_page_has_a_runnable_example_or_is_reference() -> None:
+    """Guides carry at least one runnable example; only the architecture page may have none."""
+    without = {p.name for p in DOCS if not python_blocks(p)}
+    assert without <= {"architecture.md"}
+
+
+def test_readme_commands_are_what_ci_runs() -> None:
+    """The README gives exactly two commands (demo, tests), and .ci/run runs the test command as written."""
+    commands = [block.strip() for block in SHELL_BLOCK.findall((ROOT / "README.md").read_text(encoding="utf-8"))]
+    assert len(commands) == 2
+    demo, tests = commands
+    assert demo.endswith("agentcost demo")
+    assert tests.endswith("-m pytest")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert tests in ci.splitlines()
+
+
+def test_demo_command_prints_tree_and_totals() -> None:
+    """`agentcost demo` runs end to end and prints the tree, the total and the per-model table."""
+    result = subprocess.run(
+        [sys.executable, "-m", "agentcost", "demo"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "agent researcher" in result.stdout
+    assert "llm claude-sonnet-4-5" in result.stdout
+    assert "Total: $0.0814795 + 1 unpriced" in result.stdout
+    assert "Cost by model" in result.stdout
