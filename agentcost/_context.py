@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -11,13 +12,12 @@ from types import TracebackType
 from agentcost._errors import InvalidAttributeType
 from agentcost._money import ZERO, to_money
 from agentcost._pricing import PriceBook, default_price_book
-from agentcost._span import KINDS, Span, merge_attrs, new_span_id
+from agentcost._span import KINDS, STATUSES, Span, merge_attrs, new_span_id
 from agentcost._tree import CostTree
 from agentcost._usage import EMPTY_USAGE, Usage
 
-__all__ = ["STATUSES", "CostContext", "run"]
+__all__ = ["CostContext", "run"]
 
-STATUSES = frozenset(("ok", "error", "degraded", "skipped", "cancelled"))
 _LEAF_KINDS = KINDS - {"run", "agent"}
 _now = time.time
 
@@ -39,6 +39,11 @@ def _check_name(what: str, value: object) -> None:
 def _check_optional_name(what: str, value: object) -> None:
     if value is not None and type(value) is not str:
         raise InvalidAttributeType(f"{what} must be a str or None, got {value!r}")
+
+
+def _check_time(what: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TypeError(f"{what} must be seconds since the epoch (a finite float, as time.time() gives), got {value!r}")
 
 
 def _check_usage(usage: object) -> Usage:
@@ -124,10 +129,12 @@ class CostContext:
             _check_usage(usage)
         if status != "ok":
             _check_status(status)
-        if provider is not None or requested_model is not None or error is not None:
+        if provider is not None or requested_model is not None or error is not None or started_at is not None:
             _check_optional_name("provider", provider)
             _check_optional_name("requested_model", requested_model)
             _check_optional_name("error", error)
+            if started_at is not None:
+                _check_time("started_at", started_at)
         now = _now()
         if cost is None:
             cost = self._book.price(model, usage, provider=provider, at=started_at, price_context=price_context)
@@ -220,6 +227,8 @@ class CostContext:
         _check_status(status)
         if usage is not None:
             _check_usage(usage)
+        if started_at is not None:
+            _check_time("started_at", started_at)
         if cost_source is not None and cost_source not in ("provider", "computed", "estimated", "manual", "remote"):
             raise ValueError(f"unknown cost_source {cost_source!r}")
         source: str | None
@@ -254,11 +263,13 @@ class CostContext:
 
     def end(self, *, status: str | None = None, error: str | None = None) -> None:
         """End this node's span. The first end wins; later ones do nothing."""
+        if status is not None:
+            _check_status(status)
+        _check_optional_name("error", error)
         span = self.span
         if span.ended_at is not None:
             return
         if status is not None:
-            _check_status(status)
             span.status = status
         if error is not None:
             span.error = error

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 
 from agentcost._errors import InvalidMoney, InvalidMoneyType
 
-__all__ = ["ZERO", "format_usd", "to_money"]
+__all__ = ["EXACT", "MAX_MONEY_EXPONENT", "MIN_MONEY_EXPONENT", "ZERO", "exact_add", "format_usd", "to_money"]
 
 ZERO = Decimal(0)
+
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation, DivisionByZero, Overflow])
+"""The context of every money operation: never rounds, whatever decimal context the calling thread has set.
+Only additions, multiplications and divisions by powers of ten are done in it, which are always exact."""
+
+exact_add = EXACT.add
+
+MAX_MONEY_EXPONENT = 15
+"""Amounts of 10**16 dollars or more are refused: no real call costs that, and it bounds every sum's size."""
+MIN_MONEY_EXPONENT = -50
+"""Amounts with digits below 10**-50 dollars are refused, for the same reason."""
 
 
 def to_money(value: object, *, what: str = "cost") -> Decimal:
@@ -39,6 +50,11 @@ def to_money(value: object, *, what: str = "cost") -> Decimal:
         raise InvalidMoney(f"{what} must be a finite amount, got {money}")
     if money < 0:
         raise InvalidMoney(f"{what} must not be negative, got {money}")
+    if money and (money.adjusted() > MAX_MONEY_EXPONENT or money.as_tuple().exponent < MIN_MONEY_EXPONENT):  # type: ignore[operator]
+        raise InvalidMoney(
+            f"{what} {money} is out of range: amounts are accepted from 1E{MIN_MONEY_EXPONENT} up to "
+            f"1E{MAX_MONEY_EXPONENT + 1} dollars"
+        )
     return money
 
 
@@ -47,10 +63,10 @@ def format_usd(amount: Decimal, *, places: int | None = None) -> str:
     if amount == 0:
         return "$0"
     if places is None:
-        return f"${amount.normalize():f}"
+        return f"${amount.normalize(EXACT):f}"
     quantum = Decimal(1).scaleb(-places)
     if abs(amount) >= quantum:
-        text = f"{amount.quantize(quantum):f}".rstrip("0").rstrip(".")
+        text = f"{amount.quantize(quantum, context=EXACT):f}".rstrip("0").rstrip(".")
     else:
-        text = f"{amount.normalize():f}"
+        text = f"{amount.normalize(EXACT):f}"
     return f"${text}"

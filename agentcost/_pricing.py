@@ -20,14 +20,14 @@ import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentcost._errors import AgentCostError, PricingError
-from agentcost._money import ZERO, to_money
+from agentcost._money import EXACT, ZERO, to_money
 from agentcost._usage import Usage
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def _now_us() -> int:
 def _timestamp_us(at: datetime | float) -> int:
     """Microseconds since the epoch; a naive datetime is UTC, as in genai-prices; a float is epoch seconds."""
     if isinstance(at, float | int):
-        return round(at * 1_000_000)
+        return round(at * 1_000_000)  # _as_datetime converts floats through this too, so both paths agree
     delta = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)) - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
@@ -66,7 +66,7 @@ def _time_of_day_us(value: dtime) -> int:
 def _as_datetime(at: datetime | float | None) -> datetime | None:
     if at is None or isinstance(at, datetime):
         return at
-    return datetime.fromtimestamp(at, UTC)
+    return _EPOCH + timedelta(microseconds=_timestamp_us(at))
 
 
 def _constraint_checker(constraint: object) -> Callable[[int], bool] | None:
@@ -226,10 +226,11 @@ def _generate(terms: list[tuple[str, list[tuple[int, int]], list[tuple[int, int,
     lines = ["def price(i, o, cr, cw, r):", f"    n = {constant_n}", f"    e = {constant_e}", *body]
     lines += [
         f"    if n >= {_EXACT_LIMIT}: return None",
-        # Decimal * int keeps the Decimal's exponent: the cheapest exact way to build the result
-        f"    return _UNIT[e] * (n // _P10[e - {scale}])",
+        # 1E<e> * int keeps exponent e: the cheapest way to build the result; in the exact context, so a caller's
+        # low-precision decimal context cannot round it
+        f"    return _MUL(_UNIT[e], n // _P10[e - {scale}])",
     ]
-    namespace: dict[str, Any] = {"_P10": _POW10, "_UNIT": _UNIT_AT_EXPONENT}
+    namespace: dict[str, Any] = {"_P10": _POW10, "_UNIT": _UNIT_AT_EXPONENT, "_MUL": EXACT.multiply}
     exec("\n".join(lines), namespace)
     fn: _PriceFn = namespace["price"]
     return fn
@@ -301,21 +302,24 @@ class CustomPrice:
 
     def price(self, usage: Usage) -> Decimal | None:
         """The cost of ``usage``; ``None`` if it reports a unit this price does not know."""
-        million = 1_000_000
+        # all in the exact context: products of decimals and divisions by 10**6 never round
+        mul, add = EXACT.multiply, EXACT.add
         uncached = usage.input_tokens
-        total = self.output_mtok * usage.output_tokens / million + self.per_request * usage.requests
+        per_million = mul(self.output_mtok, usage.output_tokens)
+        total = mul(self.per_request, usage.requests)
         if self.cache_read_mtok is not None:
             uncached -= usage.cache_read_tokens
-            total += self.cache_read_mtok * usage.cache_read_tokens / million
+            per_million = add(per_million, mul(self.cache_read_mtok, usage.cache_read_tokens))
         if self.cache_write_mtok is not None:
             uncached -= usage.cache_write_tokens
-            total += self.cache_write_mtok * usage.cache_write_tokens / million
-        total += self.input_mtok * uncached / million
+            per_million = add(per_million, mul(self.cache_write_mtok, usage.cache_write_tokens))
+        per_million = add(per_million, mul(self.input_mtok, uncached))
+        total = add(total, per_million.scaleb(-6, EXACT))
         for unit, amount in (usage.units or {}).items():
             unit_price = self.units.get(unit)
             if unit_price is None:
                 return None
-            total += unit_price * amount
+            total = add(total, mul(unit_price, amount))
         return total
 
 
@@ -506,6 +510,10 @@ class PriceBook:
             if extra:
                 raise PricingError(f"{origin}: model {entry['model']!r} has unknown keys {sorted(extra)}")
             where = f"model {entry['model']!r}"
+            if not isinstance(entry.get("units", {}), Mapping):
+                raise PricingError(f"{origin}: {where} 'units' must be a table of unit name to price")
+            if entry.get("provider") is not None and type(entry.get("provider")) is not str:
+                raise PricingError(f"{origin}: {where} 'provider' must be a string")
             units = {
                 name: _file_money(value, origin, f"{where} unit {name!r}")
                 for name, value in dict(entry.get("units", {})).items()

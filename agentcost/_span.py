@@ -17,6 +17,7 @@ from agentcost._usage import Usage
 __all__ = [
     "COST_SOURCES",
     "KINDS",
+    "STATUSES",
     "CostSource",
     "Kind",
     "Span",
@@ -30,6 +31,8 @@ Kind = Literal["run", "agent", "llm", "tool", "retrieval", "embedding", "http", 
 KINDS: Final = frozenset(("run", "agent", "llm", "tool", "retrieval", "embedding", "http", "custom"))
 CostSource = Literal["provider", "computed", "estimated", "manual", "remote"]
 COST_SOURCES: Final = frozenset(("provider", "computed", "estimated", "manual", "remote"))
+
+STATUSES: Final = frozenset(("ok", "error", "degraded", "skipped", "cancelled"))
 
 NO_CHILDREN: tuple[Span, ...] = ()
 NO_ATTRS: dict[str, str] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -10,8 +11,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from agentcost._errors import TreeFormatError
-from agentcost._money import ZERO, format_usd, to_money
-from agentcost._span import COST_SOURCES, KINDS, NO_ATTRS, Span, format_span_id, merge_attrs, parse_span_id
+from agentcost._money import ZERO, exact_add, format_usd, to_money
+from agentcost._span import COST_SOURCES, KINDS, NO_ATTRS, STATUSES, Span, format_span_id, merge_attrs, parse_span_id
 from agentcost._usage import Usage
 
 __all__ = ["FORMAT", "CostTotal", "CostTree"]
@@ -75,7 +76,7 @@ class CostTree:
                     node = node.parent
             elif cost:
                 while node is not None:
-                    node.total_cost += cost
+                    node.total_cost = exact_add(node.total_cost, cost)
                     node = node.parent
         finally:
             lock.release()
@@ -143,7 +144,7 @@ class CostTree:
                 if cost is None:
                     unpriced[key] = unpriced.get(key, 0) + 1
                 elif cost:
-                    costs[key] = costs.get(key, ZERO) + cost
+                    costs[key] = exact_add(costs.get(key, ZERO), cost)
         return {key: CostTotal(costs.get(key, ZERO), unpriced.get(key, 0), count) for key, count in counts.items()}
 
     def cost_by(self, key: str) -> dict[str | None, CostTotal]:
@@ -243,6 +244,8 @@ class CostTree:
             if tree is None:
                 if span.parent is not None:
                     raise TreeFormatError("the first span must be the root (no parent_id)")
+                if span.kind != "run":
+                    raise TreeFormatError(f"the root must be of kind 'run', not {span.kind!r}")
                 tree = cls(span)
             elif span.parent is None:
                 raise TreeFormatError(f"span #{position}: a second root")
@@ -312,7 +315,13 @@ def _timestamp(value: object, field: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TreeFormatError(f"{field} must be a number of seconds, got {value!r}")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        raise TreeFormatError(f"{field} is out of range: {value!r}") from None
+    if not math.isfinite(seconds):
+        raise TreeFormatError(f"{field} must be finite, got {value!r}")
+    return seconds
 
 
 def _span_from_record(record: object, by_id: Mapping[int, Span]) -> Span:
@@ -341,13 +350,15 @@ def _span_from_record(record: object, by_id: Mapping[int, Span]) -> Span:
         raise TreeFormatError(f"unknown cost_source {source!r}")
     inherited = parent._attrs if parent is not None else NO_ATTRS
     usage_data = record.get("usage")
+    if usage_data is not None and not isinstance(usage_data, Mapping):
+        raise TreeFormatError(f"usage must be a mapping, got {type(usage_data).__name__}")
     usage = Usage.from_dict(usage_data) if usage_data is not None else Usage()
     started_at = _timestamp(record.get("started_at"), "started_at")
     if started_at is None:
         raise TreeFormatError("started_at is required")
     status = record.get("status", "ok")
-    if type(status) is not str:
-        raise TreeFormatError(f"status must be a string, got {status!r}")
+    if status not in STATUSES:
+        raise TreeFormatError(f"status must be one of {sorted(STATUSES)}, got {status!r}")
     return Span(
         span_id,
         parent,

@@ -8,6 +8,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from agentcost._errors import InvalidUsage
+from agentcost._money import EXACT
 
 __all__ = ["Unit", "Usage"]
 
@@ -162,7 +163,10 @@ class Usage:
         if self.units or other.units:
             units = dict(self.units or {})
             for name, amount in (other.units or {}).items():
-                units[name] = units.get(name, 0) + amount
+                before = units.get(name, 0)
+                units[name] = (
+                    before + amount if type(before) is int and type(amount) is int else EXACT.add(before, amount)
+                )
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
@@ -213,10 +217,14 @@ class Usage:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
         """The inverse of :meth:`to_dict`."""
+        if not isinstance(data, Mapping):
+            raise InvalidUsage(f"usage must be a mapping, got {type(data).__name__}")
         unknown = set(data) - {*_TOKEN_FIELDS, "requests", "units"}
         if unknown:
             raise InvalidUsage(f"unknown usage fields: {', '.join(sorted(unknown))}")
         units = data.get("units")
+        if units is not None and not isinstance(units, Mapping):
+            raise InvalidUsage(f"units must be a mapping of unit name to amount, got {type(units).__name__}")
         return cls(
             data.get("input_tokens", 0),
             data.get("output_tokens", 0),

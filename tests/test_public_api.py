@@ -1,0 +1,158 @@
+"""The public surface: exported names, and a core that imports without any adapter package."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import subprocess
+import sys
+import textwrap
+
+import agentcost
+import agentcost.testing
+
+EXPECTED_ALL = [
+    "AgentCostError",
+    "CostContext",
+    "CostTotal",
+    "CostTree",
+    "CustomPrice",
+    "InvalidAttribute",
+    "InvalidAttributeType",
+    "InvalidMoney",
+    "InvalidMoneyType",
+    "InvalidUsage",
+    "PriceBook",
+    "PricingError",
+    "Quote",
+    "Span",
+    "TreeFormatError",
+    "Usage",
+    "__version__",
+    "format_span_id",
+    "parse_span_id",
+    "run",
+]
+
+EXPECTED_TESTING_ALL = ["ScriptedModel", "assert_cost", "capture_runs", "tree_shape"]
+
+# Packages an adapter may need; the core must never import them.
+ADAPTER_PACKAGES = [
+    "anthropic",
+    "crewai",
+    "google.genai",
+    "langchain",
+    "langchain_core",
+    "langgraph",
+    "litellm",
+    "llama_index",
+    "mcp",
+    "openai",
+    "opentelemetry",
+    "pydantic_ai",
+]
+
+
+def test_all_is_locked() -> None:
+    """agentcost.__all__ is exactly the expected sorted list, without duplicates."""
+    assert agentcost.__all__ == EXPECTED_ALL
+    assert sorted(EXPECTED_ALL) == EXPECTED_ALL
+    assert len(set(EXPECTED_ALL)) == len(EXPECTED_ALL)
+
+
+def test_every_exported_name_is_importable() -> None:
+    """Every name in agentcost.__all__ is an attribute of the package and importable with from-import."""
+    module = importlib.import_module("agentcost")
+    namespace: dict[str, object] = {}
+    exec(f"from agentcost import {', '.join(EXPECTED_ALL)}", namespace)
+    for name in EXPECTED_ALL:
+        assert getattr(module, name) is namespace[name]
+    star: dict[str, object] = {}
+    exec("from agentcost import *", star)
+    assert sorted(k for k in star if k != "__builtins__") == EXPECTED_ALL
+
+
+def test_testing_all_is_locked_and_importable() -> None:
+    """agentcost.testing.__all__ is exactly the expected sorted list and every name imports."""
+    assert agentcost.testing.__all__ == EXPECTED_TESTING_ALL
+    assert sorted(EXPECTED_TESTING_ALL) == EXPECTED_TESTING_ALL
+    star: dict[str, object] = {}
+    exec("from agentcost.testing import *", star)
+    assert sorted(k for k in star if k != "__builtins__") == EXPECTED_TESTING_ALL
+    for name in EXPECTED_TESTING_ALL:
+        assert callable(getattr(agentcost.testing, name))
+
+
+def test_version_matches_distribution_metadata() -> None:
+    """agentcost.__version__ is the installed agentcost-sdk distribution's version."""
+    assert agentcost.__version__ == importlib.metadata.version("agentcost-sdk")
+
+
+def test_exported_errors_form_the_documented_hierarchy() -> None:
+    """Every exported error class derives from AgentCostError."""
+    errors = [getattr(agentcost, name) for name in EXPECTED_ALL if name.startswith("Invalid") or "Error" in name]
+    assert len(errors) == 8
+    for error in errors:
+        assert issubclass(error, agentcost.AgentCostError)
+        assert issubclass(error, Exception)
+
+
+CORE_WITHOUT_ADAPTERS = textwrap.dedent(
+    """
+    import importlib.abc
+    import sys
+
+    BLOCKED = set(sys.argv[1:])
+
+    class Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+                raise ImportError(f"adapter package {name} is not installed")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+
+    import agentcost
+    import agentcost.testing
+    from decimal import Decimal
+
+    loaded_at_import = sorted(m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in BLOCKED))
+    with agentcost.run("r", attrs={"team": "t"}) as ctx:
+        with ctx.child("agent") as agent:
+            agent.record_llm(model="gpt-4o", provider="openai", usage=agentcost.Usage(input_tokens=1000))
+            agent.record_tool("t", cost=Decimal("0.5"))
+    copy = agentcost.CostTree.from_json(ctx.tree.to_json())
+    assert copy.render() == ctx.tree.render()
+    loaded_after_use = sorted(m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in BLOCKED))
+    print(ctx.tree.total_cost, loaded_at_import, loaded_after_use)
+    """
+)
+
+
+def test_core_imports_and_works_without_adapter_packages() -> None:
+    """With every adapter package made unimportable, agentcost imports, records, prices and round-trips."""
+    result = subprocess.run(
+        [sys.executable, "-c", CORE_WITHOUT_ADAPTERS, *ADAPTER_PACKAGES],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0.5025", "[]", "[]"]
+
+
+def test_import_agentcost_loads_no_adapter_package() -> None:
+    """A plain `import agentcost` (adapters installed or not) imports none of the adapter packages."""
+    code = "import sys, agentcost; print('\\n'.join(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    in_sys_modules = set(result.stdout.split())
+    import_timed = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "agentcost" in in_sys_modules
+    assert "agentcost" in import_timed
+    for name in in_sys_modules | import_timed:
+        for package in ADAPTER_PACKAGES:
+            assert name != package, name
+            assert not name.startswith(package + "."), name
