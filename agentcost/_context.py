@@ -14,7 +14,7 @@ from agentcost._money import ZERO, to_money
 from agentcost._pricing import PriceBook, default_price_book
 from agentcost._span import KINDS, STATUSES, Span, merge_attrs, new_span_id
 from agentcost._tree import CostTree
-from agentcost._usage import EMPTY_USAGE, Usage
+from agentcost._usage import EMPTY_USAGE, ONE_REQUEST, Usage
 
 __all__ = ["CostContext", "run"]
 
@@ -247,7 +247,7 @@ class CostContext:
             kind,
             name,
             merge_attrs(self.span._attrs, attrs),
-            usage if usage is not None else Usage(),
+            usage if usage is not None else ONE_REQUEST,
             money,
             source,
             now if started_at is None else started_at,

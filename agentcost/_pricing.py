@@ -69,22 +69,45 @@ def _as_datetime(at: datetime | float | None) -> datetime | None:
     return _EPOCH + timedelta(microseconds=_timestamp_us(at))
 
 
-def _constraint_checker(constraint: object) -> Callable[[int], bool] | None:
-    """An integer-microsecond equivalent of a genai-prices constraint's ``active(timestamp)``."""
-    from genai_prices.types import StartDateConstraint, TimeOfDateConstraint
+class _Constraint:
+    """An integer-microsecond equivalent of a genai-prices constraint: ``active(ts)``, and the interval around a
+    timestamp in which the answer cannot change (so a price picked for one call can be reused until then)."""
 
-    if constraint is None:
-        return None
-    if isinstance(constraint, StartDateConstraint):
-        start = _timestamp_us(datetime.combine(constraint.start_date, dtime(), tzinfo=UTC))
-        return lambda ts: ts >= start
-    if isinstance(constraint, TimeOfDateConstraint):
-        begin = _time_of_day_us(constraint.start_time)
-        end = _time_of_day_us(constraint.end_time)
-        if end < begin:
-            return lambda ts: ts % _DAY_US >= begin or ts % _DAY_US < end
-        return lambda ts: begin <= ts % _DAY_US < end
-    raise PricingError(f"unsupported price constraint {type(constraint).__name__}")
+    __slots__ = ("active", "points", "start")
+
+    def __init__(self, constraint: object) -> None:
+        from genai_prices.types import StartDateConstraint, TimeOfDateConstraint
+
+        self.start: int | None = None
+        self.points: tuple[int, ...] = ()
+        if isinstance(constraint, StartDateConstraint):
+            start = self.start = _timestamp_us(datetime.combine(constraint.start_date, dtime(), tzinfo=UTC))
+            self.active: Callable[[int], bool] = lambda ts: ts >= start
+        elif isinstance(constraint, TimeOfDateConstraint):
+            begin = _time_of_day_us(constraint.start_time)
+            end = _time_of_day_us(constraint.end_time)
+            self.points = tuple(sorted({begin, end}))
+            if end < begin:
+                self.active = lambda ts: ts % _DAY_US >= begin or ts % _DAY_US < end
+            else:
+                self.active = lambda ts: begin <= ts % _DAY_US < end
+        else:
+            raise PricingError(f"unsupported price constraint {type(constraint).__name__}")
+
+    def stable_around(self, ts: int) -> tuple[int, int]:
+        """``[low, high)`` containing ``ts`` in which ``active`` keeps its value."""
+        if self.start is not None:
+            return (self.start, _FOREVER) if ts >= self.start else (-_FOREVER, self.start)
+        day = ts - ts % _DAY_US
+        moments = [day + point + shift for shift in (-_DAY_US, 0, _DAY_US) for point in self.points]
+        return max(m for m in moments if m <= ts), min(m for m in moments if m > ts)
+
+
+_FOREVER = 1 << 62
+
+
+def _constraint(constraint: object) -> _Constraint | None:
+    return None if constraint is None else _Constraint(constraint)
 
 
 def _decimal_parts(value: Decimal) -> tuple[int, int]:
@@ -342,7 +365,7 @@ class Quote:
 class _CatalogModel:
     """One catalog model of one provider, with its compiled price rows."""
 
-    __slots__ = ("_by_state", "_conditions", "_info", "_library_only", "_provider", "_variants", "static")
+    __slots__ = ("_by_state", "_conditions", "_info", "_library_only", "_provider", "_variants", "_window", "static")
 
     def __init__(self, provider: gp_types.Provider, info: gp_types.ModelInfo) -> None:
         from genai_prices.types import ModelPrice
@@ -353,10 +376,12 @@ class _CatalogModel:
         # groq bills whisper models a 10-second minimum: a special case inside genai-prices; keep it there.
         self._library_only = provider.id == "groq" and info.id in ("whisper-large-v3", "whisper-large-v3-turbo")
         if isinstance(info.prices, ModelPrice):
-            self._conditions: tuple[Callable[[int], bool] | None, ...] = ()
+            self._conditions: tuple[_Constraint | None, ...] = ()
         else:
-            self._conditions = tuple(_constraint_checker(c.constraint) for c in info.prices)
-        self._variants = tuple((dict(v.when), _constraint_checker(v.constraint)) for v in (info.price_variants or ()))
+            self._conditions = tuple(_constraint(c.constraint) for c in info.prices)
+        self._variants = tuple((dict(v.when), _constraint(v.constraint)) for v in (info.price_variants or ()))
+        # the price function of the last context-free call, and the interval in which it stays the right one
+        self._window: tuple[int, int, _PriceFn | None] = (0, 0, None)
         self.static: _PriceFn | None = None
         if not self._conditions and not self._library_only:
             self.static = self._compiled(0, ())
@@ -390,20 +415,33 @@ class _CatalogModel:
             return None
         if ts is None:
             ts = _now_us()
+        uses_context = bool(context) and any(self._info is model for model in self._provider.models)
+        if not uses_context:
+            low, high, fn = self._window
+            if low <= ts < high:
+                return None if fn is None else fn(i, o, cr, cw, r)
         condition = 0
         for index in range(len(self._conditions) - 1, -1, -1):  # the last active price wins
             check = self._conditions[index]
-            if check is None or check(ts):
+            if check is None or check.active(ts):
                 condition = index
                 break
         variants: tuple[int, ...] = ()
-        if context and any(self._info is model for model in self._provider.models):
+        if uses_context:
+            assert context is not None
             variants = tuple(
                 index
                 for index, (when, check) in enumerate(self._variants)
-                if (check is None or check(ts)) and all(context.get(k) == v for k, v in when.items())
+                if (check is None or check.active(ts)) and all(context.get(k) == v for k, v in when.items())
             )
         fn = self._compiled(condition, variants)
+        if not uses_context:
+            low, high = -_FOREVER, _FOREVER
+            for check in self._conditions:
+                if check is not None:
+                    begin, end = check.stable_around(ts)
+                    low, high = max(low, begin), min(high, end)
+            self._window = (low, high, fn)
         return None if fn is None else fn(i, o, cr, cw, r)
 
 

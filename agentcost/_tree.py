@@ -136,15 +136,16 @@ class CostTree:
         costs: dict[str | None, Decimal] = {}
         unpriced: dict[str | None, int] = {}
         counts: dict[str | None, int] = {}
-        with self._lock:
-            for span in self._spans:
-                key = key_of(span)
-                cost = span.cost
-                counts[key] = counts.get(key, 0) + 1
-                if cost is None:
-                    unpriced[key] = unpriced.get(key, 0) + 1
-                elif cost:
-                    costs[key] = exact_add(costs.get(key, ZERO), cost)
+        # A span's cost never changes once attached: a snapshot of the list is a consistent view, and aggregating it
+        # outside the lock keeps a long query from stalling the threads that record.
+        for span in self.spans():
+            key = key_of(span)
+            cost = span.cost
+            counts[key] = counts.get(key, 0) + 1
+            if cost is None:
+                unpriced[key] = unpriced.get(key, 0) + 1
+            elif cost:
+                costs[key] = exact_add(costs.get(key, ZERO), cost)
         return {key: CostTotal(costs.get(key, ZERO), unpriced.get(key, 0), count) for key, count in counts.items()}
 
     def cost_by(self, key: str) -> dict[str | None, CostTotal]:

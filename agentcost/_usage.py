@@ -238,3 +238,5 @@ class Usage:
 
 EMPTY_USAGE = Usage(requests=0)
 """Shared usage of spans that consumed nothing themselves (agents, runs)."""
+ONE_REQUEST = Usage()
+"""Shared usage of a call that reported no usage of its own (most tool calls): one request."""
