@@ -725,27 +725,29 @@ class PriceBook:
     def _library_price(
         self, model: _CatalogModel, usage: Usage, at: datetime | float | None, context: Mapping[str, str] | None
     ) -> Decimal | None:
-        at = _as_datetime(at)
-        try:
-            return model._info.calc_price(
-                self._genai_usage(usage), model._provider, genai_request_timestamp=at, price_context=context
-            ).total_price
-        except (ValueError, _UnknownUnit):
-            return None
+        return self._library_call(model, usage, at, context)[0]
 
     def _library_error(
         self, model: _CatalogModel, usage: Usage, at: datetime | float | None, context: Mapping[str, str] | None
     ) -> str | None:
-        at = _as_datetime(at)
+        return self._library_call(model, usage, at, context)[1]
+
+    def _library_call(
+        self, model: _CatalogModel, usage: Usage, at: datetime | float | None, context: Mapping[str, str] | None
+    ) -> tuple[Decimal | None, str | None]:
+        """genai-prices' own answer: (cost, None), or (None, why it could not price the call)."""
         try:
-            model._info.calc_price(
-                self._genai_usage(usage), model._provider, genai_request_timestamp=at, price_context=context
+            calculation = model._info.calc_price(
+                self._genai_usage(usage),
+                model._provider,
+                genai_request_timestamp=_as_datetime(at),
+                price_context=context,
             )
         except _UnknownUnit as error:
-            return f"unit {error.args[0]!r} is not a genai-prices usage unit; price it with a CustomPrice"
+            return None, f"unit {error.args[0]!r} is not a genai-prices usage unit; price it with a CustomPrice"
         except ValueError as error:
-            return str(error)
-        return None
+            return None, str(error)
+        return calculation.total_price, None
 
 
 class _UnknownUnit(AgentCostError):
