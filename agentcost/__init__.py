@@ -13,19 +13,28 @@ handed (or let an adapter do it), and read the :class:`CostTree` afterwards::
     print(ctx.tree.render())
 """
 
+from agentcost._budget import Budget, BudgetEvent, Decision, DegradePolicy, Remaining, Reservation
 from agentcost._context import CostContext, run
 from agentcost._errors import (
     AgentCostError,
+    BudgetError,
+    BudgetExceeded,
     InvalidAttribute,
     InvalidAttributeType,
     InvalidMoney,
     InvalidMoneyType,
     InvalidUsage,
     PricingError,
+    ReservationError,
+    StoreUnavailable,
     TreeFormatError,
 )
 from agentcost._pricing import CustomPrice, PriceBook, Quote
+from agentcost._retry import retry_call, stop_when_unaffordable
 from agentcost._span import Span, format_span_id, parse_span_id
+from agentcost._store import Amount, BudgetStore, Limit, LimitUsage, MemoryStore
+from agentcost._store_redis import RedisStore
+from agentcost._store_sqlite import SQLiteStore
 from agentcost._tree import CostTotal, CostTree
 from agentcost._usage import Usage
 
@@ -33,23 +42,42 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AgentCostError",
+    "Amount",
+    "Budget",
+    "BudgetError",
+    "BudgetEvent",
+    "BudgetExceeded",
+    "BudgetStore",
     "CostContext",
     "CostTotal",
     "CostTree",
     "CustomPrice",
+    "Decision",
+    "DegradePolicy",
     "InvalidAttribute",
     "InvalidAttributeType",
     "InvalidMoney",
     "InvalidMoneyType",
     "InvalidUsage",
+    "Limit",
+    "LimitUsage",
+    "MemoryStore",
     "PriceBook",
     "PricingError",
     "Quote",
+    "RedisStore",
+    "Remaining",
+    "Reservation",
+    "ReservationError",
+    "SQLiteStore",
     "Span",
+    "StoreUnavailable",
     "TreeFormatError",
     "Usage",
     "__version__",
     "format_span_id",
     "parse_span_id",
+    "retry_call",
     "run",
+    "stop_when_unaffordable",
 ]

@@ -47,6 +47,10 @@ def _report(tree: CostTree, console: Console) -> None:
     console.print(_totals_table("Cost by model", "model", priced_models, total.cost))
     console.print(_totals_table("Cost by agent", "agent", tree.cost_by("agent"), total.cost))
     console.print(_totals_table("Cost by kind", "kind", tree.cost_by_kind(), total.cost))
+    if tree.events:
+        console.print("[bold]Budget events[/bold]")
+        for event in tree.events:
+            console.print(f"  {event.kind:<9} {event.detail}", highlight=False, markup=False)
 
 
 @app.command()

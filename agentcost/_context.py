@@ -5,14 +5,32 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
+from decimal import getcontext as _getcontext
+from decimal import setcontext as _setcontext
 from types import TracebackType
 
-from agentcost._errors import InvalidAttributeType
-from agentcost._money import ZERO, to_money
+from agentcost._budget import (
+    Budget,
+    BudgetEvent,
+    Guard,
+    Remaining,
+    Reservation,
+    RunState,
+    _Account,
+    check_store,
+    decide_llm,
+    decide_tool,
+    make_accounts,
+    remaining,
+    reserve,
+)
+from agentcost._errors import BudgetError, InvalidAttributeType, ReservationError
+from agentcost._money import EXACT, ZERO, to_money
 from agentcost._pricing import PriceBook, default_price_book
 from agentcost._span import KINDS, STATUSES, Span, merge_attrs, new_span_id
+from agentcost._store import BudgetStore, Limit
 from agentcost._tree import CostTree
 from agentcost._usage import EMPTY_USAGE, ONE_REQUEST, Usage
 
@@ -60,17 +78,24 @@ class CostContext:
     asynchronous work is never lost.
     """
 
-    __slots__ = ("_book", "span", "tree")
+    __slots__ = ("_accounts", "_book", "_limits", "_run", "span", "tree")
 
     span: Span
     """The node this context records on."""
     tree: CostTree
     """The whole run's tree."""
 
-    def __init__(self, span: Span, tree: CostTree, book: PriceBook) -> None:
+    def __init__(
+        self, span: Span, tree: CostTree, run: RunState, accounts: tuple[_Account, ...], limits: tuple[Limit, ...]
+    ) -> None:
         self.span = span
         self.tree = tree
-        self._book = book
+        self._run = run
+        self._book = run.book
+        self._accounts = accounts
+        """The budgets this node's spend counts against: its own (if any) and every ancestor's."""
+        self._limits = limits
+        """The run's store's scoped limits that this node's attribution matches."""
 
     @property
     def attrs(self) -> Mapping[str, str]:
@@ -82,11 +107,22 @@ class CostContext:
         """The run's price book."""
         return self._book
 
-    def child(self, name: str, *, kind: str = "agent", attrs: Mapping[str, str] | None = None) -> CostContext:
-        """Open a child node (an agent, a sub-agent, a step) and return its context."""
+    def child(
+        self,
+        name: str,
+        *,
+        kind: str = "agent",
+        attrs: Mapping[str, str] | None = None,
+        budget: Budget | None = None,
+    ) -> CostContext:
+        """Open a child node (an agent, a sub-agent, a step) and return its context.
+
+        With a ``budget``, the child's whole subtree is limited by it, as well as by every ancestor's.
+        """
         _check_name("name", name)
         if kind not in KINDS or kind == "run":
             raise ValueError(f"kind must be one of {sorted(KINDS - {'run'})}, got {kind!r}")
+        accounts = make_accounts(self._accounts, budget, f"{kind} {name!r}")
         # a container's self cost is zero, not unknown: it incurs nothing itself
         span = Span(
             new_span_id(),
@@ -100,8 +136,12 @@ class CostContext:
             _now(),
             None,
         )
+        store = self._run.store
+        limits = (
+            store.matching(span._attrs) if store is not None and span._attrs is not self.span._attrs else self._limits
+        )
         self.tree._attach(span)
-        return CostContext(span, self.tree, self._book)
+        return CostContext(span, self.tree, self._run, accounts, limits)
 
     def record_llm(
         self,
@@ -116,12 +156,17 @@ class CostContext:
         error: str | None = None,
         started_at: float | None = None,
         price_context: Mapping[str, str] | None = None,
+        reservation: Reservation | None = None,
+        notes: tuple[str, ...] = (),
     ) -> Span:
         """Record one LLM call (one attempt) and return its span.
 
         The call is priced with the run's :class:`PriceBook` (source ``computed``) unless the provider or gateway
         reported its ``cost`` (source ``provider``). A model the book cannot price gets ``cost=None`` and counts as
         unpriced, never as free.
+
+        The call's spend counts against every budget up the tree. With a ``reservation`` (from :meth:`reserve`), the
+        hold is settled with the actual cost in the same step; an unpriced call settles at the reserved amount.
         """
         if type(model) is not str or not model:
             _check_name("model", model)
@@ -158,9 +203,57 @@ class CostContext:
             provider,
             status,
             error,
+            notes,
         )
-        self.tree._attach(span)
+        if reservation is None and not self._accounts and not self._limits:
+            self.tree._attach(span)
+        else:
+            self._attach_budgeted(span, reservation, 1)
         return span
+
+    def _attach_budgeted(self, span: Span, reservation: Reservation | None, calls: int) -> None:
+        """Attach a span and count its spend against the budgets, settling ``reservation``, in one locked step."""
+        run = self._run
+        if reservation is not None and reservation._run is not run:
+            raise ReservationError("the reservation belongs to another run")
+        usage = span.usage
+        tokens = usage.input_tokens + usage.output_tokens
+        cost = span.cost
+        events: list[BudgetEvent] = []
+        lock = self.tree._lock
+        lock.acquire()
+        previous = _getcontext()
+        _setcontext(EXACT)  # budget arithmetic below uses plain + and -: make them exact (see _budget._exact_context)
+        try:
+            if reservation is not None:
+                if reservation.state not in ("held", "expired"):
+                    raise ReservationError(
+                        f"reservation {reservation.id} was already {reservation.state}; a hold resolves exactly once"
+                    )
+                self.tree._attach_locked(span)
+                if cost is None:
+                    # an unpriced call settles at what was held: unknown is not zero (nor are its tokens, when it
+                    # reported no usage at all)
+                    cost = reservation.cost
+                    if usage is ONE_REQUEST:
+                        tokens = reservation.tokens
+                spent = run.settle_locked(reservation, cost, tokens, calls, events)
+            else:
+                self.tree._attach_locked(span)
+                spent = (ZERO if cost is None else cost, tokens, calls)
+                for account in self._accounts:
+                    account.spend(spent[0], tokens, calls, events)
+        finally:
+            _setcontext(previous)
+            lock.release()
+        if reservation is not None:
+            if reservation.fail_open:
+                span.notes = (*span.notes, "budget store unreachable: admitted fail-open")
+            run.store_settle(reservation, spent)
+        elif self._limits and spent is not None:
+            run.store_charge(self._limits, spent)
+        if events:
+            run.emit(events)
 
     def record_tool(
         self,
@@ -172,6 +265,7 @@ class CostContext:
         status: str = "ok",
         error: str | None = None,
         started_at: float | None = None,
+        reservation: Reservation | None = None,
     ) -> Span:
         """Record one tool call. Without a ``cost``, the run's price book's per-call tool price is used."""
         if cost is None and status != "skipped":
@@ -186,6 +280,7 @@ class CostContext:
                 error=error,
                 started_at=started_at,
                 cost_source=None if book_price is None else "computed",
+                reservation=reservation,
             )
         return self.record(
             "tool",
@@ -196,6 +291,7 @@ class CostContext:
             status=status,
             error=error,
             started_at=started_at,
+            reservation=reservation,
         )
 
     def record(
@@ -212,11 +308,15 @@ class CostContext:
         status: str = "ok",
         error: str | None = None,
         started_at: float | None = None,
+        reservation: Reservation | None = None,
+        notes: tuple[str, ...] = (),
+        count_call: bool = True,
     ) -> Span:
         """Record any call: ``tool``, ``retrieval``, ``embedding``, ``http``, ``custom`` (or ``llm``).
 
         With a ``cost``, the source is ``manual`` unless ``cost_source`` says otherwise. Without one, a call that
-        names a ``model`` with a ``usage`` is priced by the price book; anything else is unpriced.
+        names a ``model`` with a ``usage`` is priced by the price book; anything else is unpriced. Spend counts
+        against the budgets up the tree (``count_call=False``: a marker that is not a call, such as a skip).
         """
         if kind not in _LEAF_KINDS:
             raise ValueError(f"kind must be one of {sorted(_LEAF_KINDS)}, got {kind!r}")
@@ -257,9 +357,77 @@ class CostContext:
             provider,
             status,
             error,
+            notes,
         )
-        self.tree._attach(span)
+        if reservation is None and (not count_call or (not self._accounts and not self._limits)):
+            self.tree._attach(span)
+        else:
+            self._attach_budgeted(span, reservation, 1 if count_call else 0)
         return span
+
+    def reserve(
+        self, *, cost: Decimal | int | str = ZERO, tokens: int = 0, calls: int = 1, ttl: float | None = None
+    ) -> Reservation:
+        """Hold ``cost``, ``tokens`` and ``calls`` against this node's budget, every ancestor's and every matching
+        scoped limit, in one atomic step; or raise ``BudgetExceeded`` and hold nothing.
+
+        Resolve it with ``commit(actual)`` or ``release()``, or pass it to ``record_llm(..., reservation=...)``.
+        Unresolved holds expire after ``ttl`` seconds (default: the run's ``hold_ttl``).
+        """
+        money = to_money(cost, what="cost")
+        if type(tokens) is not int or tokens < 0 or type(calls) is not int or calls < 0:
+            for what, count in (("tokens", tokens), ("calls", calls)):
+                if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                    raise BudgetError(f"{what} must be a non-negative int, got {count!r}")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0):
+            raise BudgetError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        return reserve(self, money, tokens, calls, ttl)
+
+    def remaining(self) -> Remaining:
+        """The tightest remaining cost, tokens and calls along the path to the root and the scoped limits
+        (``None`` where nothing limits it)."""
+        return remaining(self)
+
+    def guard(
+        self,
+        *,
+        model: str,
+        provider: str | None = None,
+        input_tokens: int,
+        max_output_tokens: int | None = None,
+        optional: bool = False,
+        price_context: Mapping[str, str] | None = None,
+    ) -> Guard:
+        """Decide, before an LLM call, whether and how it may be made; use it in a ``with`` block.
+
+        The block gets a :class:`Decision`. ``allow``: make the call as asked. ``degrade``: make it with
+        ``decision.model`` and ``decision.max_output_tokens``. ``skip`` / ``finish``: do not make it. Record the
+        call with ``decision.record(usage=...)``; leaving the block without recording releases the hold. When
+        nothing fits, ``BudgetExceeded`` is raised before any call.
+        """
+        _check_name("model", model)
+        _check_optional_name("provider", provider)
+        return Guard(
+            lambda: decide_llm(
+                self,
+                model=model,
+                provider=provider,
+                input_tokens=input_tokens,
+                max_output_tokens=max_output_tokens,
+                optional=optional,
+                price_context=price_context,
+            )
+        )
+
+    def guard_tool(self, name: str, *, cost: Decimal | int | str | None = None, optional: bool = True) -> Guard:
+        """Decide, before a tool call, whether it may be made at ``cost`` (default: the price book's tool price).
+
+        An optional tool that does not fit is skipped (``decision.action == "skip"``: answer the model
+        "skipped: budget"); a required one raises ``BudgetExceeded``.
+        """
+        _check_name("name", name)
+        money = None if cost is None else to_money(cost)
+        return Guard(lambda: decide_tool(self, name=name, cost=money, optional=optional))
 
     def end(self, *, status: str | None = None, error: str | None = None) -> None:
         """End this node's span. The first end wins; later ones do nothing."""
@@ -297,18 +465,35 @@ def run(
     *,
     attrs: Mapping[str, str] | None = None,
     pricing: PriceBook | None = None,
+    budget: Budget | None = None,
+    store: BudgetStore | None = None,
+    hold_ttl: float = 600.0,
+    on_event: Callable[[BudgetEvent], object] | Sequence[Callable[[BudgetEvent], object]] | None = None,
 ) -> CostContext:
     """Open the root node of a new cost tree and return its context; use it in a ``with`` block.
 
     ``attrs`` is the run's attribution (``team``, ``feature``, ``user``, ``session``, ``conversation``, ...),
-    inherited by every node; ``pricing`` is the price book (default: genai-prices' catalog).
+    inherited by every node; ``pricing`` is the price book (default: genai-prices' catalog); ``budget`` limits the
+    whole run; ``store`` holds scoped limits across runs (every call is admitted against each limit whose scope the
+    run's attribution matches); ``hold_ttl`` is when unresolved reservations expire; ``on_event`` is called for
+    every budget event (warnings, exceeded budgets, degradations) and may never break the run.
     """
     _check_name("name", name)
     book = default_price_book() if pricing is None else pricing
     if not isinstance(book, PriceBook):
         raise TypeError(f"pricing must be a PriceBook, got {type(book).__name__}")
-    root = Span(new_span_id(), None, "run", name, merge_attrs({}, attrs), EMPTY_USAGE, ZERO, None, _now(), None)
+    checked_store = check_store(store)
+    if isinstance(hold_ttl, bool) or not isinstance(hold_ttl, int | float) or not hold_ttl > 0:
+        raise BudgetError(f"hold_ttl must be a positive number of seconds, got {hold_ttl!r}")
+    hooks: Sequence[Callable[[BudgetEvent], object]] = (
+        () if on_event is None else (on_event,) if callable(on_event) else tuple(on_event)
+    )
+    root_attrs = merge_attrs({}, attrs)
+    accounts = make_accounts((), budget, f"run {name!r}")
+    root = Span(new_span_id(), None, "run", name, root_attrs, EMPTY_USAGE, ZERO, None, _now(), None)
     tree = CostTree(root)
+    run_state = RunState(tree, book, checked_store, float(hold_ttl), hooks)
+    limits = checked_store.matching(root_attrs) if checked_store is not None else ()
     for listener in _run_listeners:
         listener(tree)
-    return CostContext(root, tree, book)
+    return CostContext(root, tree, run_state, accounts, limits)

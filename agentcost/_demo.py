@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import agentcost
+from agentcost._budget import Budget, DegradePolicy
 from agentcost._context import CostContext
 from agentcost._pricing import CustomPrice, PriceBook
 from agentcost._tree import CostTree
@@ -60,11 +61,16 @@ def _research(ctx: CostContext, question: str) -> list[str]:
 
 def _write(ctx: CostContext, notes: list[str]) -> str:
     drafter = ScriptedModel("gpt-4o", provider="openai", usage=Usage(input_tokens=3_200, output_tokens=1_100))
-    critic = ScriptedModel(
-        "o3-mini", provider="openai", usage=Usage(input_tokens=4_300, output_tokens=2_600, reasoning_tokens=1_900)
-    )
     draft = drafter(ctx, "draft the answer from: " + "; ".join(notes))
-    critic(ctx, "check the draft")
+    # The writer's budget cannot pay for a full critique: the guard caps the critic's output tokens to what the
+    # remaining money pays for, before the call is made.
+    with ctx.guard(model="o3-mini", provider="openai", input_tokens=4_300, max_output_tokens=2_600) as decision:
+        output = min(decision.max_output_tokens or 2_600, 2_600)
+        decision.record(usage=Usage(input_tokens=4_300, output_tokens=output, reasoning_tokens=output * 7 // 10))
+    # An optional fact-check tool the remaining budget cannot pay for: skipped, and the model is told so.
+    with ctx.guard_tool("fact_check", cost=Decimal("0.002"), optional=True) as check:
+        if check.admitted:
+            check.record()
     # an internal model with no price anywhere: counted as unpriced, never as free
     ctx.record_llm(model="acme-guard-7b", provider="acme", usage=Usage(input_tokens=1_400, output_tokens=10))
     return draft
@@ -82,6 +88,7 @@ def run_demo(*, book: PriceBook | None = None) -> CostTree:
         planner_llm(planner, "plan")
         with planner.child("researcher", attrs={"agent": "researcher"}) as researcher:
             notes = _research(researcher, "how do agents overspend?")
-        with planner.child("writer", attrs={"agent": "writer"}) as writer:
+        writer_budget = Budget(max_cost=Decimal("0.03"), policy=DegradePolicy(min_output_tokens=200))
+        with planner.child("writer", attrs={"agent": "writer"}, budget=writer_budget) as writer:
             _write(writer, notes)
     return request.tree

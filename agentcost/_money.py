@@ -6,7 +6,16 @@ from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, DivisionByZe
 
 from agentcost._errors import InvalidMoney, InvalidMoneyType
 
-__all__ = ["EXACT", "MAX_MONEY_EXPONENT", "MIN_MONEY_EXPONENT", "ZERO", "exact_add", "format_usd", "to_money"]
+__all__ = [
+    "EXACT",
+    "MAX_MONEY_EXPONENT",
+    "MIN_MONEY_EXPONENT",
+    "ZERO",
+    "exact_add",
+    "exact_sub",
+    "format_usd",
+    "to_money",
+]
 
 ZERO = Decimal(0)
 
@@ -15,11 +24,12 @@ EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOpera
 Only additions, multiplications and divisions by powers of ten are done in it, which are always exact."""
 
 exact_add = EXACT.add
+exact_sub = EXACT.subtract
 
 MAX_MONEY_EXPONENT = 15
 """Amounts of 10**16 dollars or more are refused: no real call costs that, and it bounds every sum's size."""
 MIN_MONEY_EXPONENT = -50
-"""Amounts with digits below 10**-50 dollars are refused, for the same reason."""
+"""Non-zero amounts below 10**-50 dollars are refused, for the same reason."""
 
 
 def to_money(value: object, *, what: str = "cost") -> Decimal:
@@ -29,6 +39,13 @@ def to_money(value: object, *, what: str = "cost") -> Decimal:
     and would make totals drift, so the caller has to say which decimal it means.
     """
     if type(value) is Decimal:
+        # the common case, checked in a few cheap comparisons
+        if (
+            value.is_finite()
+            and value >= 0
+            and (not value or MIN_MONEY_EXPONENT <= value.adjusted() <= MAX_MONEY_EXPONENT)
+        ):
+            return value
         money = value
     elif isinstance(value, bool):
         raise InvalidMoneyType(f"{what} must be a Decimal, int or decimal string, not bool")
@@ -50,7 +67,7 @@ def to_money(value: object, *, what: str = "cost") -> Decimal:
         raise InvalidMoney(f"{what} must be a finite amount, got {money}")
     if money < 0:
         raise InvalidMoney(f"{what} must not be negative, got {money}")
-    if money and (money.adjusted() > MAX_MONEY_EXPONENT or money.as_tuple().exponent < MIN_MONEY_EXPONENT):  # type: ignore[operator]
+    if money and not MIN_MONEY_EXPONENT <= money.adjusted() <= MAX_MONEY_EXPONENT:
         raise InvalidMoney(
             f"{what} {money} is out of range: amounts are accepted from 1E{MIN_MONEY_EXPONENT} up to "
             f"1E{MAX_MONEY_EXPONENT + 1} dollars"

@@ -135,6 +135,7 @@ class Span:
         "kind",
         "model",
         "name",
+        "notes",
         "parent",
         "provider",
         "requested_model",
@@ -179,6 +180,8 @@ class Span:
     """End, in seconds since the epoch; ``None`` while the span is open."""
     children: Sequence[Span]
     """Child spans, in the order they were attached."""
+    notes: tuple[str, ...]
+    """Why the budget degraded, skipped or flagged this call (empty for most spans)."""
 
     def __init__(
         self,
@@ -197,6 +200,7 @@ class Span:
         provider: str | None = None,
         status: str = "ok",
         error: str | None = None,
+        notes: tuple[str, ...] = (),
     ) -> None:
         # positional on purpose: this runs once per recorded call, and keyword passing costs measurable time here
         self.id = span_id
@@ -221,6 +225,7 @@ class Span:
         self.started_at = started_at
         self.ended_at = ended_at
         self.children = NO_CHILDREN
+        self.notes = notes
 
     @property
     def parent_id(self) -> int | None:

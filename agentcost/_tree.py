@@ -43,7 +43,7 @@ class CostTree:
     lock, and every query takes the same lock, so no reader sees a cost on a span but not yet on its ancestors.
     """
 
-    __slots__ = ("_index", "_lock", "_spans", "root")
+    __slots__ = ("_index", "_lock", "_spans", "events", "root")
 
     root: Span
     """The root span (kind ``run``)."""
@@ -53,33 +53,39 @@ class CostTree:
         self._spans: list[Span] = [root]
         self._lock = threading.Lock()
         self._index: dict[int, Span] = {}
+        self.events: list[Any] = []
+        """Budget events of the run (``BudgetEvent``), in the order they happened."""
 
     # -- recording (used by CostContext) ------------------------------------------------------------------------------
     def _attach(self, span: Span) -> None:
         """Attach ``span`` under its parent and roll its cost up, atomically for readers."""
-        parent = span.parent
-        assert parent is not None
-        cost = span.cost
         lock = self._lock
         lock.acquire()
         try:
-            children = parent.children
-            if children:
-                children.append(span)  # type: ignore[attr-defined]
-            else:
-                parent.children = [span]
-            self._spans.append(span)
-            node: Span | None = parent
-            if cost is None:
-                while node is not None:
-                    node.total_unpriced += 1
-                    node = node.parent
-            elif cost:
-                while node is not None:
-                    node.total_cost = exact_add(node.total_cost, cost)
-                    node = node.parent
+            self._attach_locked(span)
         finally:
             lock.release()
+
+    def _attach_locked(self, span: Span) -> None:
+        """:meth:`_attach` for a caller that holds the lock (budget settlement happens in the same step)."""
+        parent = span.parent
+        assert parent is not None
+        cost = span.cost
+        children = parent.children
+        if children:
+            children.append(span)  # type: ignore[attr-defined]
+        else:
+            parent.children = [span]
+        self._spans.append(span)
+        node: Span | None = parent
+        if cost is None:
+            while node is not None:
+                node.total_unpriced += 1
+                node = node.parent
+        elif cost:
+            while node is not None:
+                node.total_cost = exact_add(node.total_cost, cost)
+                node = node.parent
 
     # -- queries -------------------------------------------------------------------------------------------------------
     @property
@@ -204,6 +210,8 @@ class CostTree:
                 value = getattr(span, field)
                 if value is not None:
                     record[field] = value
+            if span.notes:
+                record["notes"] = list(span.notes)
             out.append(record)
         return {"format": FORMAT, "version": VERSION, "spans": out}
 
@@ -273,11 +281,12 @@ class CostTree:
                     label += f" (asked {span.requested_model})"
                 if span.status != "ok":
                     label += f" !{span.status}"
+                note = "; ".join(span.notes)
                 total = format_usd(span.total_cost, places=places)
                 if span.total_unpriced:
                     total += f" +{span.total_unpriced}?"
                 own = "unpriced" if span.cost is None else format_usd(span.cost, places=places)
-                lines.append((label, total, own))
+                lines.append((label, total, own + (f"  {note}" if note else "")))
                 if max_depth is not None and depth >= max_depth:
                     continue
                 children = list(span.children)
@@ -376,4 +385,13 @@ def _span_from_record(record: object, by_id: Mapping[int, Span]) -> Span:
         _optional_str(record, "provider"),
         status,
         _optional_str(record, "error"),
+        _notes(record.get("notes")),
     )
+
+
+def _notes(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(type(note) is str for note in value):
+        raise TreeFormatError(f"notes must be a list of strings, got {value!r}")
+    return tuple(value)

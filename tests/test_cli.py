@@ -19,7 +19,7 @@ def test_demo_json_is_a_tree_that_round_trips() -> None:
     result = runner.invoke(app, ["demo", "--json"])
     assert result.exit_code == 0, result.output
     tree = CostTree.from_json(result.output)
-    assert tree.total_cost == run_demo().total_cost == Decimal("0.0814795")
+    assert tree.total_cost == run_demo().total_cost == Decimal("0.0763095")
     assert tree.unpriced == 1
 
 
@@ -50,3 +50,19 @@ def test_prices_unknown_model_fails_with_reason() -> None:
     assert result.exit_code == 1
     assert "unpriced" in result.output
     assert "CustomPrice" in result.output
+
+
+def test_demo_writer_degrades_within_its_budget() -> None:
+    """The demo's writer stays within its $0.03 budget: the critic's output is capped and the optional tool skipped."""
+    tree = run_demo()
+    (writer,) = tree.find(name="writer")
+    assert writer.total_cost <= Decimal("0.03")
+    (critic,) = tree.find(name="o3-mini")
+    assert critic.status == "degraded"
+    assert critic.usage.output_tokens == 1425
+    assert any("max_output_tokens 2600 -> 1425" in note for note in critic.notes)
+    (fact_check,) = tree.find(name="fact_check")
+    assert fact_check.status == "skipped"
+    assert fact_check.cost == 0
+    # the ladder's own attempts are not refusals: only what it decided fires events
+    assert [event.kind for event in tree.events] == ["degraded", "warning", "degraded"]

@@ -54,5 +54,5 @@ def test_demo_command_prints_tree_and_totals() -> None:
     assert result.returncode == 0, result.stderr
     assert "agent researcher" in result.stdout
     assert "llm claude-sonnet-4-5" in result.stdout
-    assert "Total: $0.0814795 + 1 unpriced" in result.stdout
+    assert "Total: $0.0763095 + 1 unpriced" in result.stdout
     assert "Cost by model" in result.stdout

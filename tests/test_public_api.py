@@ -13,25 +13,44 @@ import agentcost.testing
 
 EXPECTED_ALL = [
     "AgentCostError",
+    "Amount",
+    "Budget",
+    "BudgetError",
+    "BudgetEvent",
+    "BudgetExceeded",
+    "BudgetStore",
     "CostContext",
     "CostTotal",
     "CostTree",
     "CustomPrice",
+    "Decision",
+    "DegradePolicy",
     "InvalidAttribute",
     "InvalidAttributeType",
     "InvalidMoney",
     "InvalidMoneyType",
     "InvalidUsage",
+    "Limit",
+    "LimitUsage",
+    "MemoryStore",
     "PriceBook",
     "PricingError",
     "Quote",
+    "RedisStore",
+    "Remaining",
+    "Reservation",
+    "ReservationError",
+    "SQLiteStore",
     "Span",
+    "StoreUnavailable",
     "TreeFormatError",
     "Usage",
     "__version__",
     "format_span_id",
     "parse_span_id",
+    "retry_call",
     "run",
+    "stop_when_unaffordable",
 ]
 
 EXPECTED_TESTING_ALL = ["ScriptedModel", "assert_cost", "capture_runs", "tree_shape"]
@@ -50,6 +69,7 @@ ADAPTER_PACKAGES = [
     "openai",
     "opentelemetry",
     "pydantic_ai",
+    "redis",
 ]
 
 
@@ -90,8 +110,13 @@ def test_version_matches_distribution_metadata() -> None:
 
 def test_exported_errors_form_the_documented_hierarchy() -> None:
     """Every exported error class derives from AgentCostError."""
-    errors = [getattr(agentcost, name) for name in EXPECTED_ALL if name.startswith("Invalid") or "Error" in name]
-    assert len(errors) == 8
+    names = [
+        name
+        for name in EXPECTED_ALL
+        if name.startswith("Invalid") or "Error" in name or name in ("BudgetExceeded", "StoreUnavailable")
+    ]
+    errors = [getattr(agentcost, name) for name in names]
+    assert len(errors) == 12
     for error in errors:
         assert issubclass(error, agentcost.AgentCostError)
         assert issubclass(error, Exception)
