@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final, Literal, TypeVar
 from agentcost._errors import BudgetError, BudgetExceeded, ReservationError
 from agentcost._money import EXACT, ZERO, exact_sub, format_usd, to_money
 from agentcost._pricing import PriceBook
-from agentcost._store import Amount, BudgetStore, Limit, check_max_cost, check_warn_at
+from agentcost._store import Amount, BudgetStore, Limit, _refusal, check_max_cost, check_warn_at
 from agentcost._usage import Usage
 
 if TYPE_CHECKING:
@@ -227,37 +227,17 @@ class _Account:
         return exact_sub(exact_sub(self.budget.max_cost, self.spent_cost), self.free_cost)
 
     def refusal(self, cost: Decimal, tokens: int, calls: int) -> BudgetExceeded | None:
+        """The error to raise if the amounts do not fit (the store's one boundary rule); ``None`` if they fit."""
         budget = self.budget
-        free_cost = self.free_cost
-        if free_cost is not None and cost > free_cost:
-            return BudgetExceeded(
-                node=self.label,
-                limit=f"max_cost={budget.max_cost}",
-                metric="cost",
-                requested=cost,
-                remaining=max(free_cost, ZERO),
-            )
-        if budget.max_tokens is not None:
-            used_tokens = self.spent_tokens + self.held_tokens
-            if used_tokens + tokens > budget.max_tokens:
-                return BudgetExceeded(
-                    node=self.label,
-                    limit=f"max_tokens={budget.max_tokens}",
-                    metric="tokens",
-                    requested=tokens,
-                    remaining=max(budget.max_tokens - used_tokens, 0),
-                )
-        if budget.max_calls is not None:
-            used_calls = self.spent_calls + self.held_calls
-            if used_calls + calls > budget.max_calls:
-                return BudgetExceeded(
-                    node=self.label,
-                    limit=f"max_calls={budget.max_calls}",
-                    metric="calls",
-                    requested=calls,
-                    remaining=max(budget.max_calls - used_calls, 0),
-                )
-        return None
+        return _refusal(
+            self.label,
+            budget.max_cost,
+            budget.max_tokens,
+            budget.max_calls,
+            Amount(self.spent_cost, self.spent_tokens, self.spent_calls),
+            Amount(self.held_cost, self.held_tokens, self.held_calls),
+            Amount(cost, tokens, calls),
+        )
 
     # the three below run inside _exact_context()
     def hold(self, cost: Decimal, tokens: int, calls: int) -> None:
@@ -595,14 +575,22 @@ class Reservation:
         return f"<Reservation {self.id} ${self.cost} tokens={self.tokens} calls={self.calls} {self.state}>"
 
 
-def reserve(
-    ctx: CostContext, cost: Decimal, tokens: int, calls: int, ttl: float | None, *, quiet: bool = False
-) -> Reservation:
-    """Hold the amounts on the node, every ancestor and every matching scoped limit, atomically; or raise.
+def reserve(ctx: CostContext, cost: Decimal, tokens: int, calls: int, ttl: float | None) -> Reservation:
+    """Hold the amounts on the node, every ancestor and every matching scoped limit, atomically; or raise
+    ``BudgetExceeded`` (and fire an ``exceeded`` event) and hold nothing."""
+    outcome = try_reserve(ctx, cost, tokens, calls, ttl)
+    if isinstance(outcome, BudgetExceeded):
+        _emit_denial(ctx._run, outcome)
+        raise outcome
+    return outcome
 
-    A refusal fires an ``exceeded`` event, unless ``quiet``: the degradation ladder's own attempts are not
-    refusals of the call, only its final answer is.
-    """
+
+def try_reserve(
+    ctx: CostContext, cost: Decimal, tokens: int, calls: int, ttl: float | None
+) -> Reservation | BudgetExceeded:
+    """:func:`reserve` that returns the refusal instead of raising it, and fires no event: the degradation
+    ladder's trial attempts are not refusals of the call (and raising and catching them would leave tracebacks
+    for the cyclic garbage collector on the hot path)."""
     run = ctx._run
     accounts = ctx._accounts
     limits = ctx._limits
@@ -640,7 +628,7 @@ def reserve(
                     reservation.id, limits, Amount(cost, tokens, calls), run.hold_ttl if ttl is None else ttl
                 )
             except BudgetExceeded as error:
-                refusal = error
+                refusal = error.with_traceback(None)
             else:
                 reservation.fail_open = held is False
         if refusal is None:
@@ -652,11 +640,7 @@ def reserve(
     finally:
         _setcontext(previous)
         lock.release()
-    if refusal is not None:
-        if not quiet:
-            _emit_denial(run, refusal)
-        raise refusal
-    return reservation
+    return reservation if refusal is None else refusal
 
 
 def _emit_denial(run: RunState, refusal: BudgetExceeded) -> None:
@@ -898,11 +882,10 @@ def decide_llm(
         if cost is None:
             tried.append((f"{candidate} cannot be priced and no unpriced_ceiling is set", None))
             return None
-        try:
-            return reserve(ctx, cost, input_tokens + output, 1, None, quiet=True)
-        except BudgetExceeded as error:
-            tried.append((f"{candidate} with {output} output tokens", error))
-            return error
+        outcome = try_reserve(ctx, cost, input_tokens + output, 1, None)
+        if isinstance(outcome, BudgetExceeded):
+            tried.append((f"{candidate} with {output} output tokens", outcome))
+        return outcome
 
     def capped(candidate: str) -> tuple[int, Reservation] | None:
         """The largest affordable output for ``candidate``, at least ``min_output_tokens``, reserved."""
@@ -948,21 +931,10 @@ def decide_llm(
             output, reservation = cap
             reasons = [*swap, f"max_output_tokens {wanted_output} -> {output}: {why}"]
             return _degraded(ctx, candidate, provider, output, reasons, tried, reservation, model)
-    if optional and policy.skip_optional:
-        return _not_admitted(ctx, "llm", "skip", model, provider, [f"skipped: budget ({why})"], tried)
-    if policy.finish_early:
-        return _not_admitted(ctx, "llm", "finish", model, provider, [f"finish early: budget ({why})"], tried)
-    error = first if isinstance(first, BudgetExceeded) else None
-    denial = BudgetExceeded(
-        node=error.node if error else f"{ctx.span.kind} {ctx.span.name!r}",
-        limit=error.limit if error else "unpriced call under a cost limit",
-        metric=error.metric if error else "cost",
-        requested=error.requested if error else ZERO,
-        remaining=error.remaining if error else ZERO,
-        reasons=tuple(tried.sentences()),
+    refusal = first if isinstance(first, BudgetExceeded) else None
+    return _give_up(
+        ctx, "llm", model, provider, optional, policy, why, tried, refusal, "unpriced call under a cost limit"
     )
-    _emit_denial(ctx._run, denial)
-    raise denial
 
 
 class _Tried(list[tuple[str, BudgetExceeded | None]]):
@@ -990,12 +962,12 @@ def decide_tool(ctx: CostContext, *, name: str, cost: Decimal | None, optional: 
         source = "estimated"
         price = policy.unpriced_ceiling
     if price is not None or not _has_cost_limit(ctx):
-        try:
-            reservation = reserve(ctx, ZERO if price is None else price, 0, 1, None, quiet=True)
-        except BudgetExceeded as error:
-            tried.append((f"tool {name}", error))
-            refusal: BudgetExceeded | None = error
+        outcome = try_reserve(ctx, ZERO if price is None else price, 0, 1, None)
+        if isinstance(outcome, BudgetExceeded):
+            tried.append((f"tool {name}", outcome))
+            refusal: BudgetExceeded | None = outcome
         else:
+            reservation = outcome
             decision = Decision(ctx, "tool", "allow", name, None, None, (), price, name, reservation)
             decision._estimate_source = source
             return decision
@@ -1003,13 +975,29 @@ def decide_tool(ctx: CostContext, *, name: str, cost: Decimal | None, optional: 
         tried.append((f"tool {name} has no price and no unpriced_ceiling is set", None))
         refusal = None
     why = _short(refusal) if refusal is not None else tried.sentences()[-1]
+    return _give_up(ctx, "tool", name, None, optional, policy, why, tried, refusal, "unpriced tool under a cost limit")
+
+
+def _give_up(
+    ctx: CostContext,
+    kind: str,
+    name: str,
+    provider: str | None,
+    optional: bool,
+    policy: DegradePolicy,
+    why: str,
+    tried: _Tried,
+    refusal: BudgetExceeded | None,
+    unpriced: str,
+) -> Decision:
+    """The bottom of the ladder: skip an optional call, else finish early if the policy says so, else deny."""
     if optional and policy.skip_optional:
-        return _not_admitted(ctx, "tool", "skip", name, None, [f"skipped: budget ({why})"], tried)
+        return _not_admitted(ctx, kind, "skip", name, provider, [f"skipped: budget ({why})"], tried)
     if policy.finish_early:
-        return _not_admitted(ctx, "tool", "finish", name, None, [f"finish early: budget ({why})"], tried)
+        return _not_admitted(ctx, kind, "finish", name, provider, [f"finish early: budget ({why})"], tried)
     denial = BudgetExceeded(
         node=refusal.node if refusal else f"{ctx.span.kind} {ctx.span.name!r}",
-        limit=refusal.limit if refusal else "unpriced tool under a cost limit",
+        limit=refusal.limit if refusal else unpriced,
         metric=refusal.metric if refusal else "cost",
         requested=refusal.requested if refusal else ZERO,
         remaining=refusal.remaining if refusal else ZERO,

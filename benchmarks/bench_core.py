@@ -43,13 +43,14 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import genai_prices
+from _harness import Peer, Summary, gc_paused, run_interleaved, section, table, verdict
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -114,68 +115,6 @@ QUICK = Config(
 
 
 # -- timing helpers --------------------------------------------------------------------------------------------------
-BatchFn = Callable[[int], None]
-"""Runs the measured operation ``n`` times."""
-
-
-@dataclass
-class Peer:
-    """One side of a comparison: the batch function, its batch size, and what to do between batches (untimed)."""
-
-    name: str
-    batch: BatchFn
-    n: int
-    reset: Callable[[], None] | None = None
-    per_call_ns: list[float] = field(default_factory=list)
-
-    @property
-    def median_us(self) -> float:
-        return statistics.median(self.per_call_ns) / 1000
-
-    @property
-    def min_us(self) -> float:
-        return min(self.per_call_ns) / 1000
-
-    @property
-    def max_us(self) -> float:
-        return max(self.per_call_ns) / 1000
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Collect, then keep the cyclic gc off for the duration."""
-    gc.collect()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def run_interleaved(peers: list[Peer], batches: int) -> None:
-    """Time ``batches`` batches of every peer, interleaved in a rotating order; fills ``peer.per_call_ns``."""
-    for peer in peers:  # warm-up: caches, lazy imports, resolved models
-        if peer.reset is not None:
-            peer.reset()
-        peer.batch(max(1, peer.n // 10))
-    for number in range(batches):
-        shift = number % len(peers)
-        for peer in peers[shift:] + peers[:shift]:
-            if peer.reset is not None:
-                peer.reset()
-            with gc_paused():
-                start = time.perf_counter_ns()
-                peer.batch(peer.n)
-                elapsed = time.perf_counter_ns() - start
-            peer.per_call_ns.append(elapsed / peer.n)
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def rss_bytes() -> int | None:
     """Current resident set size (Linux only; ``None`` elsewhere)."""
     try:
@@ -183,36 +122,6 @@ def rss_bytes() -> int | None:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain-text table: first column left-aligned, the others right-aligned."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) if index == 0 else cell.rjust(width)
-            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([line(headers), "  ".join("-" * width for width in widths), *(line(row) for row in rows)])
-
-
-def section(title: str) -> None:
-    print()
-    print("=" * len(title))
-    print(title)
-    print("=" * len(title))
-
-
-@dataclass
-class Summary:
-    """The targets' outcomes, for the final block."""
-
-    rows: list[list[str]] = field(default_factory=list)
-
-    def add(self, target: str, measured: str, ok: bool) -> None:
-        self.rows.append([target, measured, verdict(ok)])
 
 
 # -- fixtures --------------------------------------------------------------------------------------------------------
