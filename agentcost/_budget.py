@@ -916,16 +916,24 @@ def decide_llm(
         outcome = attempt(candidate, limit)
         return (limit, outcome) if isinstance(outcome, Reservation) else None
 
+    # Under a hard cost or token limit the hold covers ``wanted_output`` tokens: tell the caller to cap the call
+    # there, or the real call could outrun what was held.
+    token_limited = any(a.hard and a.max_tokens is not None for a in ctx._accounts) or any(
+        limit.max_tokens is not None for limit in ctx._limits
+    )
+    granted = (
+        max_output_tokens if max_output_tokens is not None or not (cost_limited or token_limited) else wanted_output
+    )
     first = attempt(model, wanted_output)
     if isinstance(first, Reservation):
-        return Decision(ctx, "llm", "allow", model, provider, max_output_tokens, (), first.cost, model, first)
+        return Decision(ctx, "llm", "allow", model, provider, granted, (), first.cost, model, first)
     why = _short(first) if first is not None else f"{model} cannot be priced"
     for candidate in [model, *policy.chain(model)]:
         swap = [] if candidate == model else [f"model {model} -> {candidate}: {why}"]
         if candidate != model:
             outcome = attempt(candidate, wanted_output)
             if isinstance(outcome, Reservation):
-                return _degraded(ctx, candidate, provider, max_output_tokens, swap, tried, outcome, model)
+                return _degraded(ctx, candidate, provider, granted, swap, tried, outcome, model)
         cap = capped(candidate)
         if cap is not None:
             output, reservation = cap

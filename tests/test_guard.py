@@ -254,15 +254,26 @@ def test_a_cap_below_min_output_tokens_is_not_offered() -> None:
 
 
 def test_without_max_output_tokens_the_default_output_is_estimated() -> None:
-    """A call with no max_output_tokens is estimated at the policy's default_output_tokens."""
+    """A call with no max_output_tokens is estimated at default_output_tokens and, under a hard limit, told to cap
+    its output there, so the real call cannot outrun its hold."""
     policy = DegradePolicy(default_output_tokens=2000)
     with (
         agentcost.run("r", budget=Budget(max_cost=D("1"), policy=policy)) as ctx,
         ctx.guard(model=MODEL, provider="openai", input_tokens=1000) as decision,
     ):
         assert decision.action == "allow"
-        assert decision.max_output_tokens is None
+        assert decision.max_output_tokens == 2000
         assert decision.estimate == price(ctx, MODEL, 1000, 2000)
+
+
+def test_without_any_limit_no_output_cap_is_imposed() -> None:
+    """With no hard cost or token limit on the path, a call without max_output_tokens is allowed uncapped."""
+    with (
+        agentcost.run("r", budget=Budget(max_calls=10)) as ctx,
+        ctx.guard(model=MODEL, provider="openai", input_tokens=1000) as decision,
+    ):
+        assert decision.action == "allow"
+        assert decision.max_output_tokens is None
 
 
 def test_the_nearest_policy_up_the_tree_applies() -> None:
