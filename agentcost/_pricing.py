@@ -365,7 +365,17 @@ class Quote:
 class _CatalogModel:
     """One catalog model of one provider, with its compiled price rows."""
 
-    __slots__ = ("_by_state", "_conditions", "_info", "_library_only", "_provider", "_variants", "_window", "static")
+    __slots__ = (
+        "_by_state",
+        "_conditions",
+        "_info",
+        "_library_only",
+        "_own_variants",
+        "_provider",
+        "_variants",
+        "_window",
+        "static",
+    )
 
     def __init__(self, provider: gp_types.Provider, info: gp_types.ModelInfo) -> None:
         from genai_prices.types import ModelPrice
@@ -380,6 +390,9 @@ class _CatalogModel:
         else:
             self._conditions = tuple(_constraint(c.constraint) for c in info.prices)
         self._variants = tuple((dict(v.when), _constraint(v.constraint)) for v in (info.price_variants or ()))
+        # genai-prices applies request-context variants only to a provider's own models, not to models it serves
+        # through a fallback provider; fixed per model, so decided once here rather than per call
+        self._own_variants = any(info is model for model in provider.models)
         # the price function of the last context-free call, and the interval in which it stays the right one
         self._window: tuple[int, int, _PriceFn | None] = (0, 0, None)
         self.static: _PriceFn | None = None
@@ -415,7 +428,7 @@ class _CatalogModel:
             return None
         if ts is None:
             ts = _now_us()
-        uses_context = bool(context) and any(self._info is model for model in self._provider.models)
+        uses_context = bool(context) and self._own_variants
         if not uses_context:
             low, high, fn = self._window
             if low <= ts < high:
