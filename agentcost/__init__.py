@@ -29,6 +29,7 @@ from agentcost._errors import (
     StoreUnavailable,
     TreeFormatError,
 )
+from agentcost._money import format_usd, to_money
 from agentcost._pricing import CustomPrice, PriceBook, Quote
 from agentcost._retry import retry_call, stop_when_unaffordable
 from agentcost._span import Span, format_span_id, parse_span_id
@@ -76,8 +77,10 @@ __all__ = [
     "Usage",
     "__version__",
     "format_span_id",
+    "format_usd",
     "parse_span_id",
     "retry_call",
     "run",
     "stop_when_unaffordable",
+    "to_money",
 ]

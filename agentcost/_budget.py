@@ -763,8 +763,13 @@ class Decision:
         error: str | None = None,
         attrs: Mapping[str, str] | None = None,
         started_at: float | None = None,
+        model: str | None = None,
     ) -> Span:
-        """Record the call that was made under this decision, settling its reservation in the same step."""
+        """Record the call that was made under this decision, settling its reservation in the same step.
+
+        ``model`` is the model that served the call when the response names one (``gpt-4o-2024-08-06`` for a call
+        to ``gpt-4o``); by default, the decision's model.
+        """
         if not self.admitted:
             raise ReservationError(f"the decision was {self.action!r}: no call was admitted, so none can be recorded")
         reservation = self._reservation
@@ -789,12 +794,13 @@ class Decision:
             )
         if usage is None:
             raise TypeError("record() of an LLM call needs its usage")
+        served = self.model if model is None else model
         return ctx.record_llm(
-            model=self.model,
+            model=served,
             provider=self.provider,
             usage=usage,
             cost=cost,
-            requested_model=self.requested_model if self.requested_model != self.model else None,
+            requested_model=self.requested_model if self.requested_model != served else None,
             attrs=attrs,
             status=status,
             error=error,
@@ -858,8 +864,14 @@ def decide_llm(
     max_output_tokens: int | None,
     optional: bool,
     price_context: Mapping[str, str] | None,
+    fallbacks: Sequence[str] | None = None,
+    degrade: bool = True,
 ) -> Decision:
-    """Walk the ladder of DESIGN §1.7 for one LLM call and return the decision (or raise ``BudgetExceeded``)."""
+    """Walk the ladder of DESIGN §1.7 for one LLM call and return the decision (or raise ``BudgetExceeded``).
+
+    ``fallbacks`` replaces the policy's chain for this call (a caller that can only switch to the models it holds);
+    ``degrade=False`` is for a caller that can apply no degradation at all: allow or deny.
+    """
     _count("input_tokens", input_tokens)
     if max_output_tokens is not None:
         _count("max_output_tokens", max_output_tokens, minimum=1)
@@ -869,8 +881,16 @@ def decide_llm(
     tried = _Tried()  # every attempt that did not fit, for BudgetExceeded and the events (formatted when shown)
     cost_limited = _has_cost_limit(ctx)
 
+    def provider_of(candidate: str) -> str | None:
+        # a fallback may be another provider's model: price it by name alone when the caller's provider lacks it
+        if candidate == model or provider is None or book.knows(candidate, provider=provider):
+            return provider
+        return None
+
     def estimate(candidate: str, output: int) -> Decimal | None:
-        cost = book.price(candidate, Usage(input_tokens, output), provider=provider, price_context=price_context)
+        cost = book.price(
+            candidate, Usage(input_tokens, output), provider=provider_of(candidate), price_context=price_context
+        )
         if cost is None:
             if policy.unpriced_ceiling is not None:
                 return policy.unpriced_ceiling
@@ -896,8 +916,9 @@ def decide_llm(
         if left.tokens is not None:
             limit = min(limit, left.tokens - input_tokens)
         if left.cost is not None:
-            base = book.price(candidate, Usage(input_tokens, 0), provider=provider, price_context=price_context)
-            full = book.price(candidate, Usage(input_tokens, 1_000_000), provider=provider, price_context=price_context)
+            at = provider_of(candidate)
+            base = book.price(candidate, Usage(input_tokens, 0), provider=at, price_context=price_context)
+            full = book.price(candidate, Usage(input_tokens, 1_000_000), provider=at, price_context=price_context)
             if base is None or full is None:
                 return None
             per_million = exact_sub(full, base)
@@ -928,20 +949,30 @@ def decide_llm(
     if isinstance(first, Reservation):
         return Decision(ctx, "llm", "allow", model, provider, granted, (), first.cost, model, first)
     why = _short(first) if first is not None else f"{model} cannot be priced"
-    for candidate in [model, *policy.chain(model)]:
+    chain = policy.chain(model) if fallbacks is None else [name for name in fallbacks if name != model]
+    for candidate in [model, *chain] if degrade else ():
         swap = [] if candidate == model else [f"model {model} -> {candidate}: {why}"]
         if candidate != model:
             outcome = attempt(candidate, wanted_output)
             if isinstance(outcome, Reservation):
-                return _degraded(ctx, candidate, provider, granted, swap, tried, outcome, model)
+                return _degraded(ctx, candidate, provider_of(candidate), granted, swap, tried, outcome, model)
         cap = capped(candidate)
         if cap is not None:
             output, reservation = cap
             reasons = [*swap, f"max_output_tokens {wanted_output} -> {output}: {why}"]
-            return _degraded(ctx, candidate, provider, output, reasons, tried, reservation, model)
+            return _degraded(ctx, candidate, provider_of(candidate), output, reasons, tried, reservation, model)
     refusal = first if isinstance(first, BudgetExceeded) else None
     return _give_up(
-        ctx, "llm", model, provider, optional, policy, why, tried, refusal, "unpriced call under a cost limit"
+        ctx,
+        "llm",
+        model,
+        provider,
+        optional and degrade,
+        policy.finish_early and degrade,
+        why,
+        tried,
+        refusal,
+        "unpriced call under a cost limit",
     )
 
 
@@ -983,7 +1014,9 @@ def decide_tool(ctx: CostContext, *, name: str, cost: Decimal | None, optional: 
         tried.append((f"tool {name} has no price and no unpriced_ceiling is set", None))
         refusal = None
     why = _short(refusal) if refusal is not None else tried.sentences()[-1]
-    return _give_up(ctx, "tool", name, None, optional, policy, why, tried, refusal, "unpriced tool under a cost limit")
+    return _give_up(
+        ctx, "tool", name, None, optional, policy.finish_early, why, tried, refusal, "unpriced tool under a cost limit"
+    )
 
 
 def _give_up(
@@ -992,16 +1025,16 @@ def _give_up(
     name: str,
     provider: str | None,
     optional: bool,
-    policy: DegradePolicy,
+    finish_early: bool,
     why: str,
     tried: _Tried,
     refusal: BudgetExceeded | None,
     unpriced: str,
 ) -> Decision:
     """The bottom of the ladder: skip an optional call, else finish early if the policy says so, else deny."""
-    if optional and policy.skip_optional:
+    if optional and policy_of(ctx).skip_optional:
         return _not_admitted(ctx, kind, "skip", name, provider, [f"skipped: budget ({why})"], tried)
-    if policy.finish_early:
+    if finish_early:
         return _not_admitted(ctx, kind, "finish", name, provider, [f"finish early: budget ({why})"], tried)
     denial = BudgetExceeded(
         node=refusal.node if refusal else f"{ctx.span.kind} {ctx.span.name!r}",
@@ -1066,6 +1099,13 @@ def _not_admitted(
     )
     ctx._run.emit([_degraded_event(ctx, reasons, tried)])
     return Decision(ctx, kind, action, model, provider, None, tuple(reasons), None, model, None)
+
+
+def record_finish(ctx: CostContext, reason: str, name: str) -> Span:
+    """A node's early finish for budget: the marker span and the event, as the ladder's own ``finish`` records."""
+    span = ctx.record("custom", name, cost=ZERO, status="skipped", notes=(reason,), count_call=False)
+    ctx._run.emit([_degraded_event(ctx, [reason], _Tried())])
+    return span
 
 
 def make_accounts(parent: tuple[_Account, ...], budget: Budget | None, label: str) -> tuple[_Account, ...]:

@@ -14,6 +14,7 @@ from types import TracebackType
 from agentcost._budget import (
     Budget,
     BudgetEvent,
+    Decision,
     Guard,
     Remaining,
     Reservation,
@@ -23,6 +24,7 @@ from agentcost._budget import (
     decide_llm,
     decide_tool,
     make_accounts,
+    record_finish,
     remaining,
     reserve,
 )
@@ -388,6 +390,48 @@ class CostContext:
         (``None`` where nothing limits it)."""
         return remaining(self)
 
+    @property
+    def budgeted(self) -> bool:
+        """Whether any budget (this node's or an ancestor's) or scoped limit applies here: adapters skip admission
+        where it is ``False``."""
+        return bool(self._accounts or self._limits)
+
+    def decide(
+        self,
+        *,
+        model: str,
+        provider: str | None = None,
+        input_tokens: int,
+        max_output_tokens: int | None = None,
+        optional: bool = False,
+        price_context: Mapping[str, str] | None = None,
+        fallbacks: Sequence[str] | None = None,
+        degrade: bool = True,
+    ) -> Decision:
+        """Decide, before an LLM call, whether and how it may be made, for a caller that records or releases the
+        decision itself (an adapter whose call spans two callbacks); otherwise prefer :meth:`guard`.
+
+        ``fallbacks`` replaces the budget policy's chain of cheaper models for this call (the models the caller can
+        actually switch to); ``degrade=False`` is for a caller that cannot apply a degradation: the call is allowed
+        as asked or ``BudgetExceeded`` is raised.
+        """
+        _check_name("model", model)
+        _check_optional_name("provider", provider)
+        if fallbacks is not None:
+            for name in fallbacks:
+                _check_name("fallback model", name)
+        return decide_llm(
+            self,
+            model=model,
+            provider=provider,
+            input_tokens=input_tokens,
+            max_output_tokens=max_output_tokens,
+            optional=optional,
+            price_context=price_context,
+            fallbacks=fallbacks,
+            degrade=degrade,
+        )
+
     def guard(
         self,
         *,
@@ -419,6 +463,11 @@ class CostContext:
             )
         )
 
+    def decide_tool(self, name: str, *, cost: Decimal | int | str | None = None, optional: bool = True) -> Decision:
+        """:meth:`guard_tool` for a caller that records or releases the decision itself."""
+        _check_name("name", name)
+        return decide_tool(self, name=name, cost=None if cost is None else to_money(cost), optional=optional)
+
     def guard_tool(self, name: str, *, cost: Decimal | int | str | None = None, optional: bool = True) -> Guard:
         """Decide, before a tool call, whether it may be made at ``cost`` (default: the price book's tool price).
 
@@ -428,6 +477,12 @@ class CostContext:
         _check_name("name", name)
         money = None if cost is None else to_money(cost)
         return Guard(lambda: decide_tool(self, name=name, cost=money, optional=optional))
+
+    def record_finish(self, reason: str, *, name: str = "finish") -> Span:
+        """Record that this node wraps up early for lack of budget: a zero-cost ``skipped`` marker span carrying
+        ``reason``, and a ``degraded`` budget event."""
+        _check_name("reason", reason)
+        return record_finish(self, reason, name)
 
     def end(self, *, status: str | None = None, error: str | None = None) -> None:
         """End this node's span. The first end wins; later ones do nothing."""

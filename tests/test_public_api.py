@@ -47,10 +47,12 @@ EXPECTED_ALL = [
     "Usage",
     "__version__",
     "format_span_id",
+    "format_usd",
     "parse_span_id",
     "retry_call",
     "run",
     "stop_when_unaffordable",
+    "to_money",
 ]
 
 EXPECTED_TESTING_ALL = ["ScriptedModel", "assert_cost", "capture_runs", "tree_shape"]
