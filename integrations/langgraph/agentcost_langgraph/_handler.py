@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -60,6 +61,14 @@ COST_KEY = "agentcost_cost"
 """Tool metadata key: the tool's price per call, a decimal string."""
 OPTIONAL_KEY = "agentcost_optional"
 """Tool metadata key: the tool may be skipped when the budget cannot pay for it."""
+
+HANDOFF: ContextVar[tuple[CostCallbackHandler, UUID] | None] = ContextVar("agentcost_langgraph_handoff", default=None)
+"""The deferred call that just started in this context, for the ``BudgetedChatModel`` about to make it.
+
+LangChain passes the run manager to ``_generate`` but not to ``_stream`` / ``_astream``, so a streaming model cannot
+learn its run id; the handler hands it over here, between ``on_chat_model_start`` and the model's own code, which
+run in the same thread or task (``run_inline``). This is the adapter's only context variable; it never decides where
+a cost is recorded, only which pending call a wrapper is making."""
 
 _DEFAULT_GRAPH_NAME = "LangGraph"
 _STEP_TAG = "graph:step:"
@@ -206,7 +215,8 @@ class CostCallbackHandler(BaseCallbackHandler):
         self._lock = threading.Lock()
         self._price_providers: dict[tuple[str | None, str], str | None] = {}
         self.problems: list[str] = []
-        """What the handler had to work around, oldest first."""
+        """What the handler had to work around, oldest first, each once."""
+        self._seen_problems: set[str] = set()
 
     # -- nodes -------------------------------------------------------------------------------------------------
 
@@ -370,6 +380,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         if ctx.budgeted:
             if params.get("_type") == BUDGETED_MODEL_TYPE:
                 call.deferred = True
+                HANDOFF.set((self, run_id))
             else:
                 tokens = estimate_tokens(messages) if messages is not None else len(prompt or "") // 4 + 1
                 maximum = (metadata or {}).get("ls_max_tokens") or params.get("max_tokens")
@@ -648,8 +659,11 @@ class CostCallbackHandler(BaseCallbackHandler):
     # -- problems ---------------------------------------------------------------------------------------------
 
     def _problem(self, what: str) -> None:
-        if len(self.problems) < 1000:
-            self.problems.append(what)
+        """Keep and log a problem once (inherited metadata repeats the same one on every node)."""
+        if what in self._seen_problems or len(self.problems) >= 1000:
+            return
+        self._seen_problems.add(what)
+        self.problems.append(what)
         logger.warning("agentcost: %s", what)
 
     def __repr__(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
+from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.callbacks.manager import BaseRunManager
@@ -22,7 +23,7 @@ from langchain_core.tools import BaseTool
 from pydantic import Field
 
 from agentcost import Decision
-from agentcost_langgraph._handler import BUDGETED_MODEL_TYPE, CostCallbackHandler
+from agentcost_langgraph._handler import BUDGETED_MODEL_TYPE, HANDOFF, CostCallbackHandler
 
 __all__ = ["BudgetedChatModel"]
 
@@ -63,12 +64,19 @@ def _streams(chat: BaseChatModel) -> bool:
     return type(chat)._stream is not BaseChatModel._stream
 
 
-def _handler_of(run_manager: BaseRunManager | None) -> CostCallbackHandler | None:
-    if run_manager is None:
+def _admission_target(run_manager: BaseRunManager | None) -> tuple[CostCallbackHandler, UUID] | None:
+    """The handler and run id of the call being made: from the run manager where LangChain passes one, else from
+    the handler's hand-off (the streaming paths)."""
+    pending = HANDOFF.get()
+    if pending is not None:
+        HANDOFF.set(None)
+    if run_manager is not None:
+        for handler in run_manager.handlers:
+            if isinstance(handler, CostCallbackHandler) and run_manager.run_id in handler._calls:
+                return handler, run_manager.run_id
         return None
-    for handler in run_manager.handlers:
-        if isinstance(handler, CostCallbackHandler) and run_manager.run_id in handler._calls:
-            return handler
+    if pending is not None and pending[1] in pending[0]._calls:
+        return pending
     return None
 
 
@@ -154,14 +162,15 @@ class BudgetedChatModel(BaseChatModel):
         self, messages: list[BaseMessage], run_manager: BaseRunManager | None, kwargs: dict[str, Any]
     ) -> tuple[Runnable[Any, Any] | None, dict[str, Any], Decision | None]:
         """The model to call and its arguments (``None``: finish without calling), per the budget's decision."""
-        handler = _handler_of(run_manager)
-        if handler is None or run_manager is None:
+        target = _admission_target(run_manager)
+        if target is None:
             return self.model, kwargs, None
+        handler, run_id = target
         maximum = kwargs.get(self.max_tokens_param)
         if not isinstance(maximum, int):
             maximum = self._get_ls_params(**kwargs).get("ls_max_tokens")
         decision = handler.admit(
-            run_manager.run_id,
+            run_id,
             messages,
             fallbacks=tuple(self.fallbacks),
             max_output_tokens=maximum if isinstance(maximum, int) and maximum > 0 else None,
@@ -170,10 +179,10 @@ class BudgetedChatModel(BaseChatModel):
             return self.model, kwargs, None
         if not decision.admitted:
             return None, kwargs, decision
-        target = self.model if decision.model == decision.requested_model else self.fallbacks[decision.model]
+        chosen = self.model if decision.model == decision.requested_model else self.fallbacks[decision.model]
         if decision.max_output_tokens is not None:
             kwargs = {**kwargs, self.max_tokens_param: decision.max_output_tokens}
-        return target, kwargs, decision
+        return chosen, kwargs, decision
 
     def _finish(self, decision: Decision | None) -> str:
         reason = "; ".join(decision.reasons) if decision is not None else "budget"

@@ -66,7 +66,8 @@ class ScriptedChatModel(BaseChatModel):
     last one (as OpenAI's ``include_usage`` does).
     """
 
-    script: list[AIMessage | BaseException]
+    script: list[Any]
+    """``AIMessage`` answers, or exceptions to raise, in call order."""
     model: str = "gpt-4o"
     provider: str = "openai"
     served_model: str | None = None
@@ -103,6 +104,8 @@ class ScriptedChatModel(BaseChatModel):
         entry = self.script[index]
         if isinstance(entry, BaseException):
             raise entry
+        if not isinstance(entry, AIMessage):
+            raise TypeError(f"script entries are AIMessages or exceptions, got {type(entry).__name__}")
         message = entry.model_copy(deep=True)
         cap = kwargs.get("max_tokens")
         usage = message.usage_metadata
