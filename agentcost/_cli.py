@@ -57,18 +57,37 @@ def _report(tree: CostTree, console: Console) -> None:
 def demo(
     json_output: Annotated[bool, typer.Option("--json", help="Print the cost tree as JSON instead.")] = False,
 ) -> None:
-    """Run a simulated multi-agent request (no network) and print its cost tree and totals."""
-    from agentcost._demo import run_demo
+    """Run a simulated multi-agent request (no network) and print its cost tree and totals.
 
+    With agentcost-langgraph installed the request runs as a real LangGraph graph through its callback handler;
+    without it, on the core API alone.
+    """
+    try:
+        from agentcost_langgraph.demo import run_demo
+    except ImportError:
+        from agentcost._demo import run_demo
+
+        graph = False
+    else:
+        graph = True
     tree = run_demo()
     if json_output:
         typer.echo(tree.to_json(indent=2))
         return
     console = Console()
     console.print(
-        "[bold]agentcost demo[/bold]: a planner delegates to a researcher and a writer; every LLM, tool "
-        "and embedding call is priced exactly.\n"
+        "[bold]agentcost demo[/bold]: a planner delegates to a researcher and a writer"
+        + (", run as a LangGraph graph" if graph else "")
+        + "; every LLM, tool and embedding call is priced exactly.\n"
     )
+    if not graph:
+        console.print(
+            "Note: install agentcost-langgraph (pip install ./integrations/langgraph) to run it as a LangGraph graph.",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        console.print()
     _report(tree, console)
 
 

@@ -519,7 +519,7 @@ class CostCallbackHandler(BaseCallbackHandler):
             model or "unknown model",
             model=None,
             usage=usage,
-            provider=self._price_provider(call.provider, model) if model else None,
+            provider=_PROVIDERS.get(call.provider, call.provider) if call.provider else None,
             status=status,
             error=error,
             started_at=call.started_at,

@@ -365,6 +365,7 @@ def test_usage_is_never_dropped_for_lack_of_a_model_name() -> None:
     assert llm.usage == CHECK_USAGE
     assert llm.cost is None
     assert llm.name == "unknown model"
+    assert llm.provider == "openai"  # kept, though nothing could be priced
     assert ctx.tree.total_usage().input_tokens == CHECK_USAGE.input_tokens
 
 
