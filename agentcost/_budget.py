@@ -850,9 +850,24 @@ def policy_of(ctx: CostContext) -> DegradePolicy:
 
 
 def _has_cost_limit(ctx: CostContext) -> bool:
-    return any(a.budget.hard and a.budget.max_cost is not None for a in ctx._accounts) or any(
-        limit.max_cost is not None for limit in ctx._limits
-    )
+    # plain loops: this runs before every guarded call, and generator expressions cost more than the checks
+    for account in ctx._accounts:
+        if account.hard and account.budget.max_cost is not None:
+            return True
+    for limit in ctx._limits:
+        if limit.max_cost is not None:
+            return True
+    return False
+
+
+def _has_token_limit(ctx: CostContext) -> bool:
+    for account in ctx._accounts:
+        if account.hard and account.max_tokens is not None:
+            return True
+    for limit in ctx._limits:
+        if limit.max_tokens is not None:
+            return True
+    return False
 
 
 def decide_llm(
@@ -872,14 +887,71 @@ def decide_llm(
     ``fallbacks`` replaces the policy's chain for this call (a caller that can only switch to the models it holds);
     ``degrade=False`` is for a caller that can apply no degradation at all: allow or deny.
     """
-    _count("input_tokens", input_tokens)
-    if max_output_tokens is not None:
+    if type(input_tokens) is not int or input_tokens < 0:
+        _count("input_tokens", input_tokens)
+    if max_output_tokens is not None and (type(max_output_tokens) is not int or max_output_tokens < 1):
         _count("max_output_tokens", max_output_tokens, minimum=1)
     policy = policy_of(ctx)
     book = ctx._run.book
     wanted_output = max_output_tokens or policy.default_output_tokens
-    tried = _Tried()  # every attempt that did not fit, for BudgetExceeded and the events (formatted when shown)
     cost_limited = _has_cost_limit(ctx)
+    # Under a hard cost or token limit the hold covers ``wanted_output`` tokens: tell the caller to cap the call
+    # there, or the real call could outrun what was held.
+    granted = (
+        max_output_tokens
+        if max_output_tokens is not None or not (cost_limited or _has_token_limit(ctx))
+        else wanted_output
+    )
+
+    # the common case first, without building the ladder: the call fits as asked
+    cost = book.price(model, Usage(input_tokens, wanted_output), provider=provider, price_context=price_context)
+    if cost is None:
+        cost = policy.unpriced_ceiling if policy.unpriced_ceiling is not None else (None if cost_limited else ZERO)
+    first: Reservation | BudgetExceeded | None = None
+    if cost is not None:
+        first = try_reserve(ctx, cost, input_tokens + wanted_output, 1, None)
+        if type(first) is Reservation:
+            return Decision(ctx, "llm", "allow", model, provider, granted, (), first.cost, model, first)
+    return _ladder(
+        ctx,
+        model,
+        provider,
+        input_tokens,
+        wanted_output,
+        optional,
+        price_context,
+        fallbacks,
+        degrade,
+        policy,
+        cost_limited,
+        granted,
+        first,
+    )
+
+
+def _ladder(
+    ctx: CostContext,
+    model: str,
+    provider: str | None,
+    input_tokens: int,
+    wanted_output: int,
+    optional: bool,
+    price_context: Mapping[str, str] | None,
+    fallbacks: Sequence[str] | None,
+    degrade: bool,
+    policy: DegradePolicy,
+    cost_limited: bool,
+    granted: int | None,
+    first: Reservation | BudgetExceeded | None,
+) -> Decision:
+    """The rest of the ladder, when the call does not fit as asked: cap, fall back, skip, finish or deny."""
+    book = ctx._run.book
+    tried = _Tried()  # every attempt that did not fit, for BudgetExceeded and the events (formatted when shown)
+    if first is None:
+        tried.append((f"{model} cannot be priced and no unpriced_ceiling is set", None))
+    else:
+        assert isinstance(first, BudgetExceeded)
+        tried.append((f"{model} with {wanted_output} output tokens", first))
 
     def provider_of(candidate: str) -> str | None:
         # a fallback may be another provider's model: price it by name alone when the caller's provider lacks it
@@ -937,17 +1009,6 @@ def decide_llm(
         outcome = attempt(candidate, limit)
         return (limit, outcome) if isinstance(outcome, Reservation) else None
 
-    # Under a hard cost or token limit the hold covers ``wanted_output`` tokens: tell the caller to cap the call
-    # there, or the real call could outrun what was held.
-    token_limited = any(a.hard and a.max_tokens is not None for a in ctx._accounts) or any(
-        limit.max_tokens is not None for limit in ctx._limits
-    )
-    granted = (
-        max_output_tokens if max_output_tokens is not None or not (cost_limited or token_limited) else wanted_output
-    )
-    first = attempt(model, wanted_output)
-    if isinstance(first, Reservation):
-        return Decision(ctx, "llm", "allow", model, provider, granted, (), first.cost, model, first)
     why = _short(first) if first is not None else f"{model} cannot be priced"
     chain = policy.chain(model) if fallbacks is None else [name for name in fallbacks if name != model]
     for candidate in [model, *chain] if degrade else ():

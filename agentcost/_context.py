@@ -39,6 +39,7 @@ from agentcost._usage import EMPTY_USAGE, ONE_REQUEST, Usage
 __all__ = ["CostContext", "run"]
 
 _LEAF_KINDS = KINDS - {"run", "agent"}
+_INF = math.inf
 _now = time.time
 
 # Observers of new runs (agentcost.testing.capture_runs uses this). Not a way to find "the current span": code
@@ -176,12 +177,14 @@ class CostContext:
             _check_usage(usage)
         if status != "ok":
             _check_status(status)
-        if provider is not None or requested_model is not None or error is not None or started_at is not None:
+        # the optional arguments' checks, each skipped in one comparison when it is absent or of the usual type
+        if provider is not None and type(provider) is not str:
             _check_optional_name("provider", provider)
+        if requested_model is not None or error is not None:
             _check_optional_name("requested_model", requested_model)
             _check_optional_name("error", error)
-            if started_at is not None:
-                _check_time("started_at", started_at)
+        if started_at is not None and (type(started_at) is not float or not -_INF < started_at < _INF):
+            _check_time("started_at", started_at)
         now = _now()
         if cost is None:
             cost = self._book.price(model, usage, provider=provider, at=started_at, price_context=price_context)

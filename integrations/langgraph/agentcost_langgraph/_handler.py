@@ -26,7 +26,7 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langgraph.errors import GraphBubbleUp
 
@@ -131,8 +131,11 @@ def estimate_tokens(messages: Sequence[BaseMessage]) -> int:
         else:
             for block in content:
                 chars += len(block) if isinstance(block, str) else len(str(block.get("text", "")))
-        for call in getattr(message, "tool_calls", None) or ():
-            chars += len(call["name"]) + len(str(call["args"]))
+        if type(message) is AIMessage or isinstance(message, AIMessage):
+            # (only AI messages have tool calls: asking another message for the attribute makes pydantic raise and
+            # catch an AttributeError, the slowest thing in this loop)
+            for call in message.tool_calls:
+                chars += len(call["name"]) + len(str(call["args"]))
         chars += 16
     return chars // 4 + 1
 
@@ -142,12 +145,14 @@ def _usage(metadata: Mapping[str, Any]) -> Usage:
     writes, and its ``output_tokens`` the reasoning tokens, as ``Usage`` counts them."""
     inputs = metadata.get("input_token_details")
     outputs = metadata.get("output_token_details")
+    if inputs is None and outputs is None:
+        return Usage(metadata.get("input_tokens", 0), metadata.get("output_tokens", 0))
     return Usage(
-        input_tokens=metadata.get("input_tokens", 0),
-        output_tokens=metadata.get("output_tokens", 0),
-        cache_read_tokens=(inputs.get("cache_read") or 0) if inputs else 0,
-        cache_write_tokens=(inputs.get("cache_creation") or 0) if inputs else 0,
-        reasoning_tokens=(outputs.get("reasoning") or 0) if outputs else 0,
+        metadata.get("input_tokens", 0),
+        metadata.get("output_tokens", 0),
+        (inputs.get("cache_read") or 0) if inputs else 0,
+        (inputs.get("cache_creation") or 0) if inputs else 0,
+        (outputs.get("reasoning") or 0) if outputs else 0,
     )
 
 
@@ -342,6 +347,13 @@ class CostCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        # the common case inline: a known node, no budget, a model name in the metadata
+        ctx = self._nodes.get(parent_run_id) if parent_run_id is not None else None
+        if ctx is not None and metadata is not None and not ctx.budgeted:
+            model = metadata.get("ls_model_name")
+            if type(model) is str and model:
+                self._calls[run_id] = _Call(ctx, "llm", model, metadata.get("ls_provider"))
+                return
         self._start_model(run_id, parent_run_id, metadata, kwargs, messages[0] if messages else None, None)
 
     def on_llm_start(
@@ -436,33 +448,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         decision = call.decision
         if decision is not None and not decision.admitted:
             return  # skipped or finished early: the marker span is already in the tree
-        usage: Usage | None = None
-        served: str | None = None
-        notes: tuple[str, ...] = ()
-        if response is not None:
-            for generations in response.generations:
-                for generation in generations:
-                    if isinstance(generation, ChatGeneration):
-                        message = generation.message
-                        reported = getattr(message, "usage_metadata", None)
-                        found = message.response_metadata.get("model_name") or message.response_metadata.get("model")
-                        if type(found) is str and found:
-                            served = found
-                        if reported:
-                            try:
-                                usage = _usage(reported)
-                            except (InvalidUsage, TypeError) as bad:
-                                notes = (f"malformed usage_metadata {dict(reported)!r}: {bad}",)
-                                self._problem(notes[0])
-                            break
-                if usage is not None or notes:
-                    break
-            if usage is None and not notes:
-                try:
-                    usage = _legacy_usage(response.llm_output)
-                except (InvalidUsage, TypeError) as bad:
-                    notes = (f"malformed token_usage: {bad}",)
-                    self._problem(notes[0])
+        usage, served, notes = self._reported(response) if response is not None else (None, None, ())
         status = "ok"
         described: str | None = None
         if error is not None:
@@ -501,6 +487,39 @@ class CostCallbackHandler(BaseCallbackHandler):
             started_at=call.started_at,
             notes=notes,
         )
+
+    def _reported(self, response: LLMResult) -> tuple[Usage | None, str | None, tuple[str, ...]]:
+        """The usage and served model a response reports (the first generation that reports usage), and notes on
+        what was wrong with them."""
+        generations = response.generations
+        # the common case, one generation of one prompt, without the loops
+        found = generations[0] if len(generations) == 1 and len(generations[0]) == 1 else None
+        candidates = found or [generation for prompt in generations for generation in prompt]
+        served: str | None = None
+        for generation in candidates:
+            if not isinstance(generation, ChatGeneration):
+                continue
+            message = generation.message
+            metadata = message.response_metadata
+            name = metadata.get("model_name") or metadata.get("model")
+            if type(name) is str and name:
+                served = name
+            reported = (
+                getattr(message, "usage_metadata", None) if type(message) is not AIMessage else message.usage_metadata
+            )
+            if reported:
+                try:
+                    return _usage(reported), served, ()
+                except (InvalidUsage, TypeError) as bad:
+                    note = f"malformed usage_metadata {dict(reported)!r}: {bad}"
+                    self._problem(note)
+                    return None, served, (note,)
+        try:
+            return _legacy_usage(response.llm_output), served, ()
+        except (InvalidUsage, TypeError) as bad:
+            note = f"malformed token_usage: {bad}"
+            self._problem(note)
+            return None, served, (note,)
 
     def _record_unpriced(
         self,
