@@ -854,7 +854,7 @@ def _has_cost_limit(ctx: CostContext) -> bool:
     for account in ctx._accounts:
         if account.hard and account.budget.max_cost is not None:
             return True
-    for limit in ctx._limits:
+    for limit in ctx._limits:  # noqa: SIM110 - a loop is cheaper than any() over a generator here
         if limit.max_cost is not None:
             return True
     return False
@@ -864,7 +864,7 @@ def _has_token_limit(ctx: CostContext) -> bool:
     for account in ctx._accounts:
         if account.hard and account.max_tokens is not None:
             return True
-    for limit in ctx._limits:
+    for limit in ctx._limits:  # noqa: SIM110 - a loop is cheaper than any() over a generator here
         if limit.max_tokens is not None:
             return True
     return False
@@ -1052,8 +1052,10 @@ def _short(error: BudgetExceeded) -> str:
     return f"{error.node} has {left} {error.metric} left, the call needs {needed}"
 
 
-def decide_tool(ctx: CostContext, *, name: str, cost: Decimal | None, optional: bool) -> Decision:
-    """Admit one tool call at its price (given, or the price book's), or skip it if optional, or raise."""
+def decide_tool(ctx: CostContext, *, name: str, cost: Decimal | None, optional: bool, degrade: bool = True) -> Decision:
+    """Admit one tool call at its price (given, or the price book's), or skip it if optional, or raise.
+
+    ``degrade=False``: the caller cannot keep the tool from running, so only allow or raise."""
     policy = policy_of(ctx)
     price = cost if cost is not None else ctx._run.book.tool_price(name)
     source = "manual" if cost is not None else "computed"
@@ -1076,7 +1078,16 @@ def decide_tool(ctx: CostContext, *, name: str, cost: Decimal | None, optional: 
         refusal = None
     why = _short(refusal) if refusal is not None else tried.sentences()[-1]
     return _give_up(
-        ctx, "tool", name, None, optional, policy.finish_early, why, tried, refusal, "unpriced tool under a cost limit"
+        ctx,
+        "tool",
+        name,
+        None,
+        optional and degrade,
+        policy.finish_early and degrade,
+        why,
+        tried,
+        refusal,
+        "unpriced tool under a cost limit",
     )
 
 

@@ -466,10 +466,15 @@ class CostContext:
             )
         )
 
-    def decide_tool(self, name: str, *, cost: Decimal | int | str | None = None, optional: bool = True) -> Decision:
-        """:meth:`guard_tool` for a caller that records or releases the decision itself."""
+    def decide_tool(
+        self, name: str, *, cost: Decimal | int | str | None = None, optional: bool = True, degrade: bool = True
+    ) -> Decision:
+        """:meth:`guard_tool` for a caller that records or releases the decision itself. ``degrade=False`` is for a
+        caller that cannot keep the tool from running: the call is allowed or ``BudgetExceeded`` is raised."""
         _check_name("name", name)
-        return decide_tool(self, name=name, cost=None if cost is None else to_money(cost), optional=optional)
+        return decide_tool(
+            self, name=name, cost=None if cost is None else to_money(cost), optional=optional, degrade=degrade
+        )
 
     def guard_tool(self, name: str, *, cost: Decimal | int | str | None = None, optional: bool = True) -> Guard:
         """Decide, before a tool call, whether it may be made at ``cost`` (default: the price book's tool price).

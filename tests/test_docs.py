@@ -1,7 +1,15 @@
-"""The documentation's examples run, and the README's commands are the ones CI runs."""
+"""The documentation's examples run, and the README's commands are the ones CI runs.
+
+A page whose examples need an adapter says so on its first line, ``<!-- requires: agentcost_langgraph -->`` (several
+modules separated by spaces or commas). Its examples are skipped, with the reason printed, when a module is not
+importable, so the core passes its tests with no adapter installed; under ``CI``, where everything is installed, a
+missing module fails the test instead.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
 import re
 import subprocess
 import sys
@@ -13,20 +21,51 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 SHELL_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
+REQUIRES = re.compile(r"\A<!-- requires: ([\w., ]+?) -->\n")
+ADAPTER_IMPORT = re.compile(r"^\s*(?:from|import) (agentcost_\w+)", re.M)
 
 
 def python_blocks(path: Path) -> list[str]:
     return PYTHON_BLOCK.findall(path.read_text(encoding="utf-8"))
 
 
+def required_modules(path: Path) -> list[str]:
+    """The modules a page's first line says its examples need."""
+    match = REQUIRES.match(path.read_text(encoding="utf-8"))
+    return match.group(1).replace(",", " ").split() if match else []
+
+
+def require_modules(path: Path) -> None:
+    """Skip the test (fail it under CI) unless every module the page requires can be imported."""
+    for module in required_modules(path):
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            reason = f"{path.name} needs {module}, which is not installed ({error}); install it to run the examples"
+            print(reason)
+            if os.environ.get("CI"):
+                pytest.fail(reason)
+            pytest.skip(reason)
+
+
 @pytest.mark.parametrize("path", [p for p in DOCS if python_blocks(p)], ids=lambda p: p.name)
 def test_doc_examples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every python block of a page runs, in order, in one namespace (as a reader would paste them)."""
+    require_modules(path)
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": f"docs_{path.stem}"}
     for number, block in enumerate(python_blocks(path), start=1):
         code = compile(block, f"{path.name}[block {number}]", "exec")
         exec(code, namespace)
+
+
+def test_pages_declare_the_adapters_they_import() -> None:
+    """A page whose examples import an adapter requires it on its first line, so the core's suite can skip it."""
+    for path in DOCS:
+        imported = {name for block in python_blocks(path) for name in ADAPTER_IMPORT.findall(block)}
+        assert imported <= set(required_modules(path)), (
+            f"{path.name}: add <!-- requires: {' '.join(sorted(imported))} -->"
+        )
 
 
 def test_every_doc_page_has_a_runnable_example_or_is_reference() -> None:

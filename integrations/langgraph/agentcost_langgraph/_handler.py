@@ -302,8 +302,9 @@ class CostCallbackHandler(BaseCallbackHandler):
         name = kwargs.get("name") or (serialized or {}).get("name") or "chain"
         parent = self._nodes.get(parent_run_id) if parent_run_id is not None else None
         if parent is None or parent_run_id is None:
-            # the outermost chain (or one started inside a tool): a graph of its own
-            node = self._open(self.node(parent_run_id), name, metadata, tags, name)
+            # the outermost chain (or one started inside a tool): a graph of its own, if it runs nodes, whose name
+            # its nodes take as their ``agent`` (a plain chain's name is not an agent)
+            node = self._open(self.node(parent_run_id), name, metadata, tags, "")
         else:
             for tag in tags or ():
                 if tag.startswith(_STEP_TAG):
@@ -584,15 +585,16 @@ class CostCallbackHandler(BaseCallbackHandler):
             call.cost = cost if type(cost) is str else None
             optional = metadata.get(OPTIONAL_KEY) is True
         if ctx.budgeted:
-            # raises BudgetExceeded for a required tool that does not fit: LangChain then never runs it
-            call.decision = ctx.decide_tool(name, cost=call.cost, optional=optional)
+            # raises BudgetExceeded for a tool that does not fit and cannot be skipped: LangChain then never runs
+            # it. Only optional_tool's wrapper can skip (or finish) instead of running: the others allow or refuse.
+            call.decision = ctx.decide_tool(name, cost=call.cost, optional=optional, degrade=optional)
         self._calls[run_id] = call
 
     def skipped(self, run_id: UUID) -> str | None:
-        """Why the tool run ``run_id`` must not run (the budget skipped it), or ``None``."""
+        """Why the tool run ``run_id`` must not run (the budget skipped it, or finishes early), or ``None``."""
         call = self._calls.get(run_id)
         decision = call.decision if call is not None else None
-        if decision is None or decision.action != "skip":
+        if decision is None or decision.admitted:
             return None
         return decision.reasons[0] if decision.reasons else "skipped: budget"
 

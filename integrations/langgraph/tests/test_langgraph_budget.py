@@ -9,6 +9,7 @@ import pytest
 from agentcost_langgraph import BudgetedChatModel, CostCallbackHandler, finish_when_low, optional_tool, priced_tool
 from agentcost_langgraph.testing import ScriptedChatModel, reply
 from langchain_core.messages import HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, create_react_agent, tools_condition
@@ -269,3 +270,22 @@ def test_an_unbudgeted_run_admits_everything_without_holding() -> None:
     (llm,) = ctx.tree.find(kind="llm")
     assert (llm.status, llm.cost) == ("ok", Decimal("0.00001") + BIG_OUT)
     assert big.requests == [{}]
+
+
+def test_a_tool_the_budget_cannot_pay_never_runs_even_when_the_policy_finishes_early() -> None:
+    """A plain tool cannot be skipped: under ``finish_early`` it is refused, not run and marked skipped. An optional
+    tool answers with the reason instead of running."""
+    searches.clear()
+    budget = Budget(max_cost=Decimal("0.01"), policy=DegradePolicy(finish_early=True, skip_optional=False))
+
+    def config_of(ctx: agentcost.CostContext) -> RunnableConfig:
+        return {"callbacks": [CostCallbackHandler(ctx)]}
+
+    with agentcost.run("request", budget=budget, pricing=BOOK) as ctx:
+        with pytest.raises(BudgetExceeded, match="tool web_search"):
+            priced_tool(web_search, cost="0.02").invoke({"query": "x"}, config=config_of(ctx))
+        answer = optional_tool(web_search, cost="0.02").invoke({"query": "y"}, config=config_of(ctx))
+    assert searches == []
+    assert str(answer).startswith("finish early: budget (run 'request' has $0.01 cost left")
+    (marker,) = ctx.tree.find(kind="tool")
+    assert (marker.status, marker.cost) == ("skipped", Decimal(0))
