@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-__all__ = ["BatchFn", "Peer", "Summary", "gc_paused", "run_interleaved", "section", "table", "verdict"]
+__all__ = ["BatchFn", "Peer", "Summary", "gc_paused", "run_interleaved", "section", "start", "table", "verdict"]
 
 BatchFn = Callable[[int], None]
 """Runs the measured operation ``n`` times."""
@@ -101,3 +101,19 @@ class Summary:
 
     def add(self, target: str, measured: str, ok: bool) -> None:
         self.rows.append([target, measured, verdict(ok)])
+
+
+def start(doc: str | None, argv: list[str] | None, versions: str, quick_help: str) -> bool:
+    """Parse ``--quick``, print the versions line and a warning when the machine is busy; return whether quick."""
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    quick: bool = parser.parse_args(argv).quick
+    print(f"{versions}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, mode={'quick' if quick else 'full'}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 0.5:
+        print(f"warning: 1-minute load average is {load:.2f} before starting: other processes compete for the CPU")
+    return quick

@@ -37,7 +37,6 @@ the price catalog and pydantic-ai are loaded is frozen first, so those collectio
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import sys
@@ -49,7 +48,7 @@ from importlib.metadata import version
 from typing import Generic, TypeVar
 
 import genai_prices
-from _harness import BatchFn, Peer, Summary, run_interleaved, section, table, verdict
+from _harness import BatchFn, Peer, Summary, run_interleaved, section, start, table, verdict
 from pydantic_ai.usage import RequestUsage, RunUsage, UsageLimits
 
 import agentcost
@@ -386,19 +385,14 @@ def bench_guard(config: Config, summary: Summary) -> None:
 
 # -- main ------------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="a fast smoke run (fewer and smaller batches)")
-    args = parser.parse_args(argv)
-    config = QUICK if args.quick else FULL
-
-    print(
+    quick = start(
+        __doc__,
+        argv,
         f"agentcost {agentcost.__version__}, genai-prices {genai_prices.__version__}, "
-        f"pydantic-ai-slim {version('pydantic-ai-slim')}, Python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} CPUs, mode={'quick' if args.quick else 'full'}"
+        f"pydantic-ai-slim {version('pydantic-ai-slim')}",
+        "a fast smoke run (fewer and smaller batches)",
     )
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load > 0.5:
-        print(f"warning: 1-minute load average is {load:.2f} before starting: other processes compete for the CPU")
+    config = QUICK if quick else FULL
     # the price catalog and pydantic-ai's modules make a large heap; freezing it keeps the gc.collect() before each
     # timed batch short (it is untimed, but dominated the run time)
     genai_prices.calc_price(genai_prices.Usage(input_tokens=1, output_tokens=1), MODEL, provider_id=PROVIDER)

@@ -36,7 +36,6 @@ disabled during, every timed batch of sections 1 and 2, for both peers alike.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import statistics
@@ -50,7 +49,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import genai_prices
-from _harness import Peer, Summary, gc_paused, run_interleaved, section, table, verdict
+from _harness import Peer, Summary, gc_paused, run_interleaved, section, start, table, verdict
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -586,21 +585,16 @@ def _read_total_cost(tree: CostTree, n: int) -> None:
 
 # -- main ------------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="a fast smoke run (fewer repetitions, smaller tree)")
-    args = parser.parse_args(argv)
-    config = QUICK if args.quick else FULL
-
     import opentelemetry.sdk.version
 
-    print(
+    quick = start(
+        __doc__,
+        argv,
         f"agentcost {agentcost.__version__}, genai-prices {genai_prices.__version__}, "
-        f"opentelemetry-sdk {opentelemetry.sdk.version.__version__}, Python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} CPUs, mode={'quick' if args.quick else 'full'}"
+        f"opentelemetry-sdk {opentelemetry.sdk.version.__version__}",
+        "a fast smoke run (fewer repetitions, smaller tree)",
     )
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load > 0.5:
-        print(f"warning: 1-minute load average is {load:.2f} before starting: other processes compete for the CPU")
+    config = QUICK if quick else FULL
     summary = Summary()
     started = time.perf_counter()
     for bench in (bench_record, bench_pricing, bench_memory, bench_tree):

@@ -46,7 +46,6 @@ first, so those collections stay short).
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import sys
@@ -57,7 +56,7 @@ from decimal import Decimal
 from importlib.metadata import version
 from typing import Any, TypedDict
 
-from _harness import BatchFn, Peer, Summary, run_interleaved, section, table, verdict
+from _harness import BatchFn, Peer, Summary, run_interleaved, section, start, table, verdict
 from agentcost_langgraph import CostCallbackHandler
 from agentcost_langgraph.testing import ScriptedChatModel, reply
 from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
@@ -306,19 +305,14 @@ def guard(config: Config, model: ScriptedChatModel, usage_h: Handlers, plain_h: 
 
 # -- main ------------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="a fast smoke run (fewer and smaller batches)")
-    args = parser.parse_args(argv)
-    config = QUICK if args.quick else FULL
-
-    print(
+    quick = start(
+        __doc__,
+        argv,
         f"agentcost {agentcost.__version__}, agentcost-langgraph {version('agentcost-langgraph')}, "
-        f"langchain-core {version('langchain-core')}, langgraph {version('langgraph')}, "
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, mode={'quick' if args.quick else 'full'}"
+        f"langchain-core {version('langchain-core')}, langgraph {version('langgraph')}",
+        "a fast smoke run (fewer and smaller batches)",
     )
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load > 0.5:
-        print(f"warning: 1-minute load average is {load:.2f} before starting: other processes compete for the CPU")
+    config = QUICK if quick else FULL
     # LangChain, LangGraph and the price catalog make a large heap; freezing it keeps the gc.collect() before each
     # timed batch short
     PriceBook().price(MODEL, USAGE, provider=PROVIDER)

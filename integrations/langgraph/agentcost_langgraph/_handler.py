@@ -574,16 +574,10 @@ class CostCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        ctx = self._nodes.get(parent_run_id) if parent_run_id is not None else None
-        if ctx is None:
-            ctx = self.node(parent_run_id)
-        name = kwargs.get("name") or (serialized or {}).get("name") or "tool"
-        call = _Call(ctx, "tool", name, None)
-        optional = False
-        if metadata:
-            cost = metadata.get(COST_KEY)
-            call.cost = cost if type(cost) is str else None
-            optional = metadata.get(OPTIONAL_KEY) is True
+        call = self._start_call("tool", parent_run_id, serialized, metadata, kwargs)
+        name = call.model or "tool"
+        optional = metadata is not None and metadata.get(OPTIONAL_KEY) is True
+        ctx = call.ctx
         if ctx.budgeted:
             # raises BudgetExceeded for a tool that does not fit and cannot be skipped: LangChain then never runs
             # it. Only optional_tool's wrapper can skip (or finish) instead of running: the others allow or refuse.
@@ -642,13 +636,24 @@ class CostCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        self._calls[run_id] = self._start_call("retrieval", parent_run_id, serialized, metadata, kwargs)
+
+    def _start_call(
+        self,
+        kind: str,
+        parent_run_id: UUID | None,
+        serialized: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        kwargs: Mapping[str, Any],
+    ) -> _Call:
+        """A tool or retriever run: its node, its name, and the price its metadata declares."""
         ctx = self._nodes.get(parent_run_id) if parent_run_id is not None else None
         if ctx is None:
             ctx = self.node(parent_run_id)
-        call = _Call(ctx, "retrieval", kwargs.get("name") or (serialized or {}).get("name") or "retriever", None)
-        cost = (metadata or {}).get(COST_KEY)
+        call = _Call(ctx, kind, kwargs.get("name") or (serialized or {}).get("name") or kind, None)
+        cost = metadata.get(COST_KEY) if metadata else None
         call.cost = cost if type(cost) is str else None
-        self._calls[run_id] = call
+        return call
 
     def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end_retriever(run_id, None)
@@ -660,7 +665,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         call = self._calls.pop(run_id, None)
         if call is None:
             return
-        name = call.model or "retriever"
+        name = call.model or "retrieval"
         cost: Decimal | str | None = call.cost if call.cost is not None else call.ctx.pricing.tool_price(name)
         status = "ok" if error is None else "error"
         target = call.container or call.ctx
