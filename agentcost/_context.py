@@ -455,8 +455,7 @@ class CostContext:
         _check_name("model", model)
         _check_optional_name("provider", provider)
         return Guard(
-            lambda: decide_llm(
-                self,
+            lambda: self.decide(
                 model=model,
                 provider=provider,
                 input_tokens=input_tokens,
@@ -484,7 +483,7 @@ class CostContext:
         """
         _check_name("name", name)
         money = None if cost is None else to_money(cost)
-        return Guard(lambda: decide_tool(self, name=name, cost=money, optional=optional))
+        return Guard(lambda: self.decide_tool(name, cost=money, optional=optional))
 
     def record_finish(self, reason: str, *, name: str = "finish") -> Span:
         """Record that this node wraps up early for lack of budget: a zero-cost ``skipped`` marker span carrying

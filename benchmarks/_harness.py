@@ -9,7 +9,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-__all__ = ["BatchFn", "Peer", "Summary", "gc_paused", "run_interleaved", "section", "start", "table", "verdict"]
+__all__ = [
+    "BatchFn",
+    "Peer",
+    "Summary",
+    "finish",
+    "gc_paused",
+    "run_interleaved",
+    "section",
+    "start",
+    "table",
+    "verdict",
+]
 
 BatchFn = Callable[[int], None]
 """Runs the measured operation ``n`` times."""
@@ -117,3 +128,15 @@ def start(doc: str | None, argv: list[str] | None, versions: str, quick_help: st
     if load > 0.5:
         print(f"warning: 1-minute load average is {load:.2f} before starting: other processes compete for the CPU")
     return quick
+
+
+def finish(summary: Summary, started: float) -> None:
+    """Print the summary of every target, the total time since ``started`` and the load average at the end."""
+    import os
+
+    section("Summary")
+    print(table(["target", "measured", "result"], summary.rows))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    print(
+        f"\ntotal benchmark time: {time.perf_counter() - started:.0f} s; 1-minute load average at the end: {load:.2f}"
+    )

@@ -38,7 +38,6 @@ the price catalog and pydantic-ai are loaded is frozen first, so those collectio
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -48,7 +47,7 @@ from importlib.metadata import version
 from typing import Generic, TypeVar
 
 import genai_prices
-from _harness import BatchFn, Peer, Summary, run_interleaved, section, start, table, verdict
+from _harness import BatchFn, Peer, Summary, finish, run_interleaved, section, start, table, verdict
 from pydantic_ai.usage import RequestUsage, RunUsage, UsageLimits
 
 import agentcost
@@ -405,12 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         bench(config, summary)
         gc.collect()
 
-    section("Summary")
-    print(table(["target", "measured", "result"], summary.rows))
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    print(
-        f"\ntotal benchmark time: {time.perf_counter() - started:.0f} s; 1-minute load average at the end: {load:.2f}"
-    )
+    finish(summary, started)
     return 0
 
 

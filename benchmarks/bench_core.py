@@ -49,7 +49,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import genai_prices
-from _harness import Peer, Summary, gc_paused, run_interleaved, section, start, table, verdict
+from _harness import Peer, Summary, finish, gc_paused, run_interleaved, section, start, table, verdict
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -601,12 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         bench(config, summary)
         gc.collect()  # free what the section built before the next one starts
 
-    section("Summary")
-    print(table(["target", "measured", "result"], summary.rows))
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    print(
-        f"\ntotal benchmark time: {time.perf_counter() - started:.0f} s; 1-minute load average at the end: {load:.2f}"
-    )
+    finish(summary, started)
     return 0
 
 

@@ -47,7 +47,6 @@ first, so those collections stay short).
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -56,7 +55,7 @@ from decimal import Decimal
 from importlib.metadata import version
 from typing import Any, TypedDict
 
-from _harness import BatchFn, Peer, Summary, run_interleaved, section, start, table, verdict
+from _harness import BatchFn, Peer, Summary, finish, run_interleaved, section, start, table, verdict
 from agentcost_langgraph import CostCallbackHandler
 from agentcost_langgraph.testing import ScriptedChatModel, reply
 from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
@@ -322,12 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     bench_handlers(config, summary)
 
-    section("Summary")
-    print(table(["target", "measured", "result"], summary.rows))
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    print(
-        f"\ntotal benchmark time: {time.perf_counter() - started:.0f} s; 1-minute load average at the end: {load:.2f}"
-    )
+    finish(summary, started)
     return 0
 
 
