@@ -241,8 +241,8 @@ class CostCallbackHandler(BaseCallbackHandler):
     def _container(self, run_id: UUID, call: _Call) -> CostContext:
         with self._lock:
             if call.container is None:
-                kind = call.kind if call.kind != "llm" else "custom"
-                call.container = call.ctx.child(call.model or kind, kind="agent" if kind == "custom" else kind)
+                kind = "agent" if call.kind == "llm" else call.kind
+                call.container = call.ctx.child(call.model or kind, kind=kind)
                 self._nodes[run_id] = call.container
             return call.container
 
@@ -379,9 +379,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         messages: Sequence[BaseMessage] | None,
         prompt: str | None,
     ) -> None:
-        ctx = self._nodes.get(parent_run_id) if parent_run_id is not None else None
-        if ctx is None:
-            ctx = self.node(parent_run_id)
+        ctx = self.node(parent_run_id)
         params: Mapping[str, Any] = kwargs.get("invocation_params") or {}
         model = provider = None
         if metadata:
@@ -553,9 +551,8 @@ class CostCallbackHandler(BaseCallbackHandler):
         if provider is None or model is None:
             return _PROVIDERS.get(provider, provider) if provider is not None else None
         key = (provider, model)
-        known = self._price_providers.get(key, key)
-        if known is not key:
-            return known  # type: ignore[return-value]
+        if key in self._price_providers:
+            return self._price_providers[key]
         mapped = _PROVIDERS.get(provider, provider)
         resolved = mapped if self.ctx.pricing.knows(model, provider=mapped) else None
         self._price_providers[key] = resolved
@@ -647,9 +644,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         kwargs: Mapping[str, Any],
     ) -> _Call:
         """A tool or retriever run: its node, its name, and the price its metadata declares."""
-        ctx = self._nodes.get(parent_run_id) if parent_run_id is not None else None
-        if ctx is None:
-            ctx = self.node(parent_run_id)
+        ctx = self.node(parent_run_id)
         call = _Call(ctx, kind, kwargs.get("name") or (serialized or {}).get("name") or kind, None)
         cost = metadata.get(COST_KEY) if metadata else None
         call.cost = cost if type(cost) is str else None
