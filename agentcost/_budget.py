@@ -764,11 +764,12 @@ class Decision:
         attrs: Mapping[str, str] | None = None,
         started_at: float | None = None,
         model: str | None = None,
+        notes: tuple[str, ...] = (),
     ) -> Span:
         """Record the call that was made under this decision, settling its reservation in the same step.
 
         ``model`` is the model that served the call when the response names one (``gpt-4o-2024-08-06`` for a call
-        to ``gpt-4o``); by default, the decision's model.
+        to ``gpt-4o``); by default, the decision's model. ``notes`` are added after the decision's reasons.
         """
         if not self.admitted:
             raise ReservationError(f"the decision was {self.action!r}: no call was admitted, so none can be recorded")
@@ -788,7 +789,7 @@ class Decision:
                 status=status,
                 error=error,
                 started_at=started_at,
-                notes=self.reasons,
+                notes=self.reasons + notes if notes else self.reasons,
                 reservation=reservation,
                 cost_source=self._estimate_source if cost is None else "manual",
             )
@@ -805,7 +806,7 @@ class Decision:
             status=status,
             error=error,
             started_at=started_at,
-            notes=self.reasons,
+            notes=self.reasons + notes if notes else self.reasons,
             reservation=reservation,
         )
 

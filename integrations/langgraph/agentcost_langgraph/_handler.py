@@ -472,6 +472,7 @@ class CostCallbackHandler(BaseCallbackHandler):
                     status=None if status == "ok" else status,
                     error=described,
                     started_at=call.started_at,
+                    notes=notes,
                 )
             return
         if usage is None or model is None:
