@@ -19,12 +19,22 @@ from decimal import Decimal
 from typing import Any
 
 from agentcost._context import CostContext, _run_listeners
+from agentcost._fake_provider import Exchange, Fail, FakeProvider, Reply
 from agentcost._money import format_usd, to_money
 from agentcost._span import Span
 from agentcost._tree import CostTree
 from agentcost._usage import Usage
 
-__all__ = ["ScriptedModel", "assert_cost", "capture_runs", "tree_shape"]
+__all__ = [
+    "Exchange",
+    "Fail",
+    "FakeProvider",
+    "Reply",
+    "ScriptedModel",
+    "assert_cost",
+    "capture_runs",
+    "tree_shape",
+]
 
 Shape = tuple[str, tuple["Shape", ...]]
 

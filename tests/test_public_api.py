@@ -55,7 +55,29 @@ EXPECTED_ALL = [
     "to_money",
 ]
 
-EXPECTED_TESTING_ALL = ["ScriptedModel", "assert_cost", "capture_runs", "tree_shape"]
+EXPECTED_TESTING_ALL = [
+    "Exchange",
+    "Fail",
+    "FakeProvider",
+    "Reply",
+    "ScriptedModel",
+    "assert_cost",
+    "capture_runs",
+    "tree_shape",
+]
+
+EXPECTED_ADAPTERS_ALL = [
+    "Api",
+    "GatewayHeaders",
+    "Reported",
+    "StreamWatch",
+    "baggage_header",
+    "estimate_tokens",
+    "extra_field",
+    "money_from_json",
+    "rebind",
+    "wrap_client",
+]
 
 # Packages an adapter may need; the core must never import them.
 ADAPTER_PACKAGES = [
@@ -105,6 +127,15 @@ def test_testing_all_is_locked_and_importable() -> None:
         assert callable(getattr(agentcost.testing, name))
 
 
+def test_adapters_all_is_locked_and_importable() -> None:
+    """agentcost.adapters (the toolkit the provider adapters are built on) exports exactly the expected names."""
+    import agentcost.adapters
+
+    assert agentcost.adapters.__all__ == EXPECTED_ADAPTERS_ALL
+    for name in EXPECTED_ADAPTERS_ALL:
+        assert getattr(agentcost.adapters, name) is not None
+
+
 def test_version_matches_distribution_metadata() -> None:
     """agentcost.__version__ is the installed agentcost-sdk distribution's version."""
     assert agentcost.__version__ == importlib.metadata.version("agentcost-sdk")
@@ -140,6 +171,7 @@ CORE_WITHOUT_ADAPTERS = textwrap.dedent(
     sys.meta_path.insert(0, Blocker())
 
     import agentcost
+    import agentcost.adapters
     import agentcost.testing
     from decimal import Decimal
 
