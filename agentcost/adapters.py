@@ -16,7 +16,9 @@ The module imports no SDK: it relies only on that calling convention, on httpx-s
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -24,7 +26,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 from agentcost._budget import Decision, Reservation
@@ -48,6 +50,8 @@ __all__ = [
 ]
 
 ClientT = TypeVar("ClientT")
+
+_log = logging.getLogger("agentcost.adapters")
 
 _now = time.time
 
@@ -195,8 +199,11 @@ class GatewayHeaders:
         root = format_span_id(ctx.tree.root.id)
         headers: dict[str, str] = {}
         if self.litellm:
-            # tags are a comma-separated list: keep commas inside values from splitting it
-            headers["x-litellm-tags"] = ",".join(f"{k}:{v}".replace(",", "%2C") for k, v in attrs.items())
+            # a comma-separated list of ``key:value``: percent-encode what would split it, break the header or not
+            # be ASCII (header values are sent as ASCII)
+            headers["x-litellm-tags"] = ",".join(
+                f"{quote(k, safe=_TAG_SAFE)}:{quote(v, safe=_TAG_SAFE)}" for k, v in attrs.items()
+            )
             metadata = {**attrs, "agentcost_node": node, "agentcost_root": root}
             headers["x-litellm-spend-logs-metadata"] = json.dumps(metadata, separators=(",", ":"), ensure_ascii=True)
             customer = attrs.get(self.customer_key)
@@ -206,6 +213,9 @@ class GatewayHeaders:
             headers["baggage"] = baggage_header({**attrs, "agentcost.node": node})
         return {name: value for name, value in headers.items() if value}
 
+
+_TAG_SAFE = " !#$&'()*+/:;=?@[]~"
+"""Printable ASCII a tag keeps as it is: everything but the comma, the percent sign and what is already safe."""
 
 _BAGGAGE_MAX_BYTES = 8192
 _BAGGAGE_MAX_MEMBERS = 64
@@ -341,8 +351,9 @@ class _Call:
         """Admit the call before any HTTP request, and apply the decision to the outgoing body."""
         api, body = self.api, self.body
         if api.kind == "embedding":
-            estimate = ctx.pricing.price(self.model, Usage(api.input_tokens(body), 0), provider=self.state.provider)
-            self.reservation = ctx.reserve(cost=estimate or 0, tokens=api.input_tokens(body))
+            tokens = api.input_tokens(body)
+            estimate = ctx.pricing.price(self.model, Usage(tokens, 0), provider=self.state.provider)
+            self.reservation = ctx.reserve(cost=estimate or 0, tokens=tokens)
             return
         cap = api.cap(body)
         decision = ctx.decide(
@@ -442,14 +453,15 @@ class _Call:
         self._record_attempt_error(attempts[-1], error, settle=True)
 
     def _earlier_attempts(self) -> float:
-        """Record the attempts that failed before the one that answered; return when that one started."""
+        """Record the attempts that failed before the one that answered; from now on ``started_at`` is when that
+        one started."""
         attempts = self.attempts
-        if not attempts:
-            return self.started_at
-        for attempt in attempts[:-1]:
-            self._record_attempt_error(attempt, None, settle=False)
-        del attempts[:-1]
-        return attempts[-1].started_at
+        if attempts:
+            for attempt in attempts[:-1]:
+                self._record_attempt_error(attempt, None, settle=False)
+            del attempts[:-1]
+            self.started_at = attempts[-1].started_at
+        return self.started_at
 
     def _gateway_cost(self, reported: Reported) -> tuple[Decimal | None, tuple[str, ...]]:
         """The cost the gateway or provider reported: the response header first, then the body."""
@@ -525,8 +537,9 @@ class _Call:
         )
 
 
-def _answered(call: _Call, result: Any, stream: bool, is_async: bool) -> Any:
-    """Record a call that returned, or hand back its stream watched."""
+def _answered(call: _Call, result: Any, stream: bool) -> Any:
+    """Record a call that returned and return what the caller gets: the result, or its stream watched. A raw
+    response (``with_raw_response``) is returned as :data:`_RAW` for the caller to parse (awaiting, if async)."""
     started_at = call._earlier_attempts()
     api = call.api
     if stream:
@@ -534,18 +547,16 @@ def _answered(call: _Call, result: Any, stream: bool, is_async: bool) -> Any:
             return _WatchedAsyncStream(result, call, api.watch(call.hide_usage), started_at)
         if hasattr(result, "__next__"):
             return _WatchedStream(result, call, api.watch(call.hide_usage), started_at)
-    parsed = result
     raw = _raw_types.get(type(result))
     if raw is None:
         raw = _raw_types[type(result)] = hasattr(result, "http_response") and hasattr(result, "parse")
     if raw:
-        # a raw response (``with_raw_response``): its parsed body is cached, so parsing here costs the caller nothing
-        if is_async:
-            return _parse_then_record(call, result, started_at)
-        parsed = result.parse()
-    call.succeeded(_read(api, parsed), started_at)
+        return _RAW
+    call.succeeded(_read(api, result), started_at)
     return result
 
+
+_RAW: Final = object()
 
 _raw_types: dict[type, bool] = {}
 """Whether a response type is a raw response, per type: asking a parsed model for a missing attribute is slow."""
@@ -558,11 +569,6 @@ def _read(api: Api, parsed: Any) -> Reported:
         return api.reported(parsed)
     except (AgentCostError, ValueError, TypeError, AttributeError) as error:
         return Reported(None, getattr(parsed, "model", None), None, f"malformed usage in the response: {error}")
-
-
-async def _parse_then_record(call: _Call, raw: Any, started_at: float) -> Any:
-    call.succeeded(_read(call.api, await raw.parse()), started_at)
-    return raw
 
 
 class _WatchedStream:
@@ -619,7 +625,7 @@ class _WatchedStream:
 
     def __del__(self) -> None:
         if not self._done:
-            self._finish(None, "abandoned before the end")
+            _record_abandoned(self._finish)
 
 
 class _WatchedAsyncStream:
@@ -676,7 +682,15 @@ class _WatchedAsyncStream:
 
     def __del__(self) -> None:
         if not self._done:
-            self._finish(None, "abandoned before the end")
+            _record_abandoned(self._finish)
+
+
+def _record_abandoned(finish: Callable[[BaseException | None, str], None]) -> None:
+    """A stream dropped unfinished is still charged; a finaliser must not raise, so a failure is only logged."""
+    try:
+        finish(None, "abandoned before the end")
+    except Exception:  # pragma: no cover - e.g. at interpreter shutdown
+        _log.exception("agentcost could not record an abandoned stream")
 
 
 def _end_stream(call: _Call, watch: StreamWatch, error: BaseException | None, started_at: float, why: str) -> None:
@@ -707,7 +721,12 @@ def _intercept(state: _State, original: Callable[..., Any]) -> Callable[..., Any
             call.failed(error)
             raise
         _CALL.reset(token)
-        return _answered(call, result, stream, False)
+        answered = _answered(call, result, stream)
+        if answered is _RAW:
+            # its parsed body is cached, so parsing it here costs the caller nothing
+            call.succeeded(_read(call.api, result.parse()), call.started_at)
+            return result
+        return answered
 
     return request
 
@@ -731,7 +750,14 @@ def _intercept_async(state: _State, original: Callable[..., Awaitable[Any]]) -> 
             call.failed(error)
             raise
         _CALL.reset(token)
-        return _answered(call, result, stream, True)
+        answered = _answered(call, result, stream)
+        if answered is _RAW:
+            parsed = result.parse()  # the legacy raw response parses synchronously, the newer one asynchronously
+            if inspect.isawaitable(parsed):
+                parsed = await parsed
+            call.succeeded(_read(call.api, parsed), call.started_at)
+            return result
+        return answered
 
     return request
 

@@ -349,13 +349,18 @@ def test_malformed_gateway_cost_header_falls_back_to_the_price_book(fake: FakePr
 
 def test_attribution_goes_out_as_gateway_headers_and_baggage(fake: FakeProvider) -> None:
     """LiteLLM-style headers and W3C baggage carry the context's attribution; the call id is fresh per request."""
-    attrs = {"team": "search", "feature": "q&a, fast", "user": "u-42"}
+    attrs = {"team": "search", "feature": "q&a, fast", "user": "u-42", "region": "Zürich"}
     with agentcost.run("t", attrs=attrs) as ctx:
         client = agentcost_openai.wrap(sync_client(fake), ctx, gateway=agentcost_openai.GatewayHeaders())
         call_sync(client, "chat")
         call_sync(client, "embeddings")
     first, second = (exchange.headers for exchange in fake.ledger)
-    assert first["x-litellm-tags"].split(",") == ["team:search", "feature:q&a%2C fast", "user:u-42"]
+    assert first["x-litellm-tags"].split(",") == [
+        "team:search",
+        "feature:q&a%2C fast",
+        "user:u-42",
+        "region:Z%C3%BCrich",
+    ]
     metadata = json.loads(first["x-litellm-spend-logs-metadata"])
     assert metadata["team"] == "search"
     assert metadata["agentcost_node"] == agentcost.format_span_id(ctx.span.id)
