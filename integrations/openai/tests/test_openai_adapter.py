@@ -4,7 +4,9 @@ recorded tokens and cost equal what the server reported, each HTTP attempt is a 
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from urllib.parse import unquote
@@ -442,3 +444,65 @@ def test_connection_refused_is_an_unknown_cost_not_zero() -> None:
     assert span.status == "error"
     assert left is not None
     assert left < Decimal("1")
+
+
+def test_async_raw_response_calls_are_recorded(fake: FakeProvider) -> None:
+    """with_raw_response on the async client is recorded too (its parse is awaited when it is a coroutine)."""
+    fake.script(Reply(input_tokens=10, output_tokens=2))
+
+    async def go(ctx: CostContext) -> None:
+        async with async_client(fake) as bare:
+            raw = await agentcost_openai.wrap(bare, ctx).chat.completions.with_raw_response.create(
+                model="gpt-4o", messages=MESSAGES
+            )
+            assert raw.http_response.status_code == 200
+
+    with agentcost.run("t") as ctx:
+        asyncio.run(go(ctx))
+    [span] = leaves(ctx)
+    assert_matches(span, fake.ledger[0], ctx)
+
+
+class _MalformedUsage(http.server.BaseHTTPRequestHandler):
+    """Answers every request with a chat completion whose usage a peer got wrong."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        body = json.dumps(
+            {
+                "id": "chatcmpl-bad",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "gpt-4o",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": -5, "completion_tokens": "many", "total_tokens": 0},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_malformed_usage_from_a_peer_is_recorded_unpriced_not_dropped() -> None:
+    """Negative or non-integer token counts in a response: the caller gets the response, the span is unpriced and
+    says why."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MalformedUsage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        with agentcost.run("t") as ctx:
+            client = agentcost_openai.wrap(OpenAI(base_url=base_url, api_key="k", max_retries=0), ctx)
+            answer = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer.choices[0].message.content == "hi"
+    [span] = leaves(ctx)
+    assert span.cost is None
+    assert any(note.startswith("malformed usage in the response") for note in span.notes)
