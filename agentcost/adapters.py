@@ -571,27 +571,48 @@ def _read(api: Api, parsed: Any) -> Reported:
         return Reported(None, getattr(parsed, "model", None), None, f"malformed usage in the response: {error}")
 
 
-class _WatchedStream:
+class _Watched:
     """The SDK's stream, handed to the caller as it is, with each item seen first; its end records the call."""
 
-    __slots__ = ("__weakref__", "_call", "_done", "_inner", "_next", "_started_at", "_watch")
+    __slots__ = ("__weakref__", "_call", "_done", "_inner", "_started_at", "_watch")
 
     def __init__(self, inner: Any, call: _Call, watch: StreamWatch, started_at: float) -> None:
         self._inner = inner
-        self._next = inner.__next__
         self._call = call
         self._watch = watch
         self._started_at = started_at
         self._done = False
+
+    def _finish(self, error: BaseException | None, why: str) -> None:
+        if self._done:
+            return
+        self._done = True
+        _end_stream(self._call, self._watch, error, self._started_at, why)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __del__(self) -> None:
+        if not self._done:
+            # a stream dropped unfinished is still charged; a finaliser must not raise, so a failure is only logged
+            try:
+                self._finish(None, "abandoned before the end")
+            except Exception:  # pragma: no cover - e.g. at interpreter shutdown
+                _log.exception("agentcost could not record an abandoned stream")
+
+
+class _WatchedStream(_Watched):
+    __slots__ = ()
 
     def __iter__(self) -> Iterator[Any]:
         return self
 
     def __next__(self) -> Any:
         observe = self._watch.observe
+        next_item = self._inner.__next__
         while True:
             try:
-                item = self._next()
+                item = next_item()
             except StopIteration:
                 self._finish(None, "ended")
                 raise
@@ -600,12 +621,6 @@ class _WatchedStream:
                 raise
             if observe(item):
                 return item
-
-    def _finish(self, error: BaseException | None, why: str) -> None:
-        if self._done:
-            return
-        self._done = True
-        _end_stream(self._call, self._watch, error, self._started_at, why)
 
     def close(self) -> None:
         """Close the stream; if it had not ended, the call is charged for what was received."""
@@ -620,35 +635,19 @@ class _WatchedStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
-    def __del__(self) -> None:
-        if not self._done:
-            _record_abandoned(self._finish)
-
-
-class _WatchedAsyncStream:
-    """The asynchronous twin of :class:`_WatchedStream`."""
-
-    __slots__ = ("__weakref__", "_call", "_done", "_inner", "_next", "_started_at", "_watch")
-
-    def __init__(self, inner: Any, call: _Call, watch: StreamWatch, started_at: float) -> None:
-        self._inner = inner
-        self._next = inner.__anext__
-        self._call = call
-        self._watch = watch
-        self._started_at = started_at
-        self._done = False
+class _WatchedAsyncStream(_Watched):
+    __slots__ = ()
 
     def __aiter__(self) -> _WatchedAsyncStream:
         return self
 
     async def __anext__(self) -> Any:
         observe = self._watch.observe
+        next_item = self._inner.__anext__
         while True:
             try:
-                item = await self._next()
+                item = await next_item()
             except StopAsyncIteration:
                 self._finish(None, "ended")
                 raise
@@ -657,12 +656,6 @@ class _WatchedAsyncStream:
                 raise
             if observe(item):
                 return item
-
-    def _finish(self, error: BaseException | None, why: str) -> None:
-        if self._done:
-            return
-        self._done = True
-        _end_stream(self._call, self._watch, error, self._started_at, why)
 
     async def close(self) -> None:
         """Close the stream; if it had not ended, the call is charged for what was received."""
@@ -677,21 +670,6 @@ class _WatchedAsyncStream:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def __del__(self) -> None:
-        if not self._done:
-            _record_abandoned(self._finish)
-
-
-def _record_abandoned(finish: Callable[[BaseException | None, str], None]) -> None:
-    """A stream dropped unfinished is still charged; a finaliser must not raise, so a failure is only logged."""
-    try:
-        finish(None, "abandoned before the end")
-    except Exception:  # pragma: no cover - e.g. at interpreter shutdown
-        _log.exception("agentcost could not record an abandoned stream")
-
 
 def _end_stream(call: _Call, watch: StreamWatch, error: BaseException | None, started_at: float, why: str) -> None:
     """Record a stream's call when it ends, breaks or is let go of."""
@@ -702,17 +680,25 @@ def _end_stream(call: _Call, watch: StreamWatch, error: BaseException | None, st
         call.estimated(watch, error, started_at, "no usage reported" if why == "ended" else why)
 
 
-def _intercept(state: _State, original: Callable[..., Any]) -> Callable[..., Any]:
-    apis = state.apis
+def _begin(state: _State, options: Any, stream: bool) -> _Call | None:
+    """The call, admitted and its body adjusted, for an endpoint the adapter records; ``None`` for any other."""
+    body = options.json_data
+    api = state.apis.get(options.url)
+    if api is None or type(body) is not dict:
+        return None
+    call = _Call(state, api, options, body)
+    if stream:
+        body = dict(call.body)
+        call.hide_usage = api.prepare_stream(body)
+        options.json_data = call.body = body
+    return call
 
+
+def _intercept(state: _State, original: Callable[..., Any]) -> Callable[..., Any]:
     def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
-        body = options.json_data
-        api = apis.get(options.url)
-        if api is None or type(body) is not dict:
+        call = _begin(state, options, stream)
+        if call is None:
             return original(cast_to, options, stream=stream, stream_cls=stream_cls)
-        call = _Call(state, api, options, body)
-        if stream:
-            _prepare_stream(call, options)
         token = _CALL.set(call)
         try:
             result = original(cast_to, options, stream=stream, stream_cls=stream_cls)
@@ -732,16 +718,10 @@ def _intercept(state: _State, original: Callable[..., Any]) -> Callable[..., Any
 
 
 def _intercept_async(state: _State, original: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    apis = state.apis
-
     async def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
-        body = options.json_data
-        api = apis.get(options.url)
-        if api is None or type(body) is not dict:
+        call = _begin(state, options, stream)
+        if call is None:
             return await original(cast_to, options, stream=stream, stream_cls=stream_cls)
-        call = _Call(state, api, options, body)
-        if stream:
-            _prepare_stream(call, options)
         token = _CALL.set(call)
         try:
             result = await original(cast_to, options, stream=stream, stream_cls=stream_cls)
@@ -760,12 +740,6 @@ def _intercept_async(state: _State, original: Callable[..., Awaitable[Any]]) -> 
         return answered
 
     return request
-
-
-def _prepare_stream(call: _Call, options: Any) -> None:
-    body = dict(call.body)
-    call.hide_usage = call.api.prepare_stream(body)
-    options.json_data = call.body = body
 
 
 _cached_by_class: dict[type, frozenset[str]] = {}
