@@ -126,13 +126,14 @@ class Reported:
 class StreamWatch:
     """Watches one streamed response: sees each item before the caller does. Subclass per endpoint."""
 
-    __slots__ = ("chars", "input_tokens", "model", "reported")
+    __slots__ = ("chars", "model", "partial", "reported")
 
     def __init__(self) -> None:
         self.chars = 0
         """Characters of generated text received so far: the estimate of an interrupted stream's output."""
-        self.input_tokens: int | None = None
-        """The input tokens, when the stream told them before it ended (Anthropic's ``message_start``)."""
+        self.partial: Usage | None = None
+        """The usage the stream told before its end (Anthropic's ``message_start``: input and cache tokens, exact),
+        for the estimate of a stream that breaks off."""
         self.model: str | None = None
         """The served model, once an item named it."""
         self.reported: Reported | None = None
@@ -510,8 +511,20 @@ class _Call:
 
     def estimated(self, watch: StreamWatch, error: BaseException | None, started_at: float, why: str) -> None:
         """Record a stream that did not deliver its usage: charged for what was received, as an estimate."""
-        input_tokens = watch.input_tokens if watch.input_tokens is not None else self.api.input_tokens(self.body)
         output_tokens = (watch.chars + 3) // 4
+        partial = watch.partial
+        if partial is None:
+            usage = Usage(self.api.input_tokens(self.body), output_tokens)
+        else:  # what the stream said exactly (input, cache tokens, units), and the output received
+            output_tokens = max(output_tokens, partial.output_tokens)
+            usage = Usage(
+                partial.input_tokens,
+                output_tokens,
+                partial.cache_read_tokens,
+                partial.cache_write_tokens,
+                min(partial.reasoning_tokens, output_tokens),
+                units=partial.units,
+            )
         served = watch.model or self.model
         if why == "no usage reported":
             status = "ok"
@@ -524,7 +537,7 @@ class _Call:
             served,
             model=served,
             provider=self.state.provider,
-            usage=Usage(input_tokens, output_tokens),
+            usage=usage,
             cost_source="estimated",
             status=status,
             error=None if status == "ok" else (_describe(error) if error is not None else why),
@@ -551,7 +564,7 @@ def _answered(call: _Call, result: Any, stream: bool) -> Any:
     if raw is None:
         raw = _raw_types[type(result)] = hasattr(result, "http_response") and hasattr(result, "parse")
     if raw:
-        return _RAW
+        return _RawStream(result, call) if stream else _RAW
     call.succeeded(_read(api, result), started_at)
     return result
 
@@ -560,6 +573,45 @@ _RAW: Final = object()
 
 _raw_types: dict[type, bool] = {}
 """Whether a response type is a raw response, per type: asking a parsed model for a missing attribute is slow."""
+
+
+class _RawStream:
+    """A raw response (``with_raw_response`` / ``with_streaming_response``) of a streamed call: its ``parse()``
+    returns the SDK's stream watched, so the call is recorded when the stream ends, as for a plain stream."""
+
+    __slots__ = ("_call", "_inner", "_watched")
+
+    def __init__(self, inner: Any, call: _Call) -> None:
+        self._inner = inner
+        self._call = call
+        self._watched: _Watched | None = None
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        parsed = self._inner.parse(*args, **kwargs)
+        if inspect.isawaitable(parsed):
+            return self._parse_async(parsed)
+        return self._watch(parsed)
+
+    async def _parse_async(self, parsed: Awaitable[Any]) -> Any:
+        return self._watch(await parsed)
+
+    def _watch(self, stream: Any) -> Any:
+        if self._watched is None:
+            call = self._call
+            kind = _WatchedAsyncStream if hasattr(stream, "__anext__") else _WatchedStream
+            self._watched = kind(stream, call, call.api.watch(call.hide_usage), call.started_at)
+        return self._watched
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __del__(self) -> None:
+        if self._watched is None:
+            # read as bytes, never parsed: the usage was never seen, so the call is charged at the estimate
+            try:
+                self._call.estimated(StreamWatch(), None, self._call.started_at, "raw stream not parsed")
+            except Exception:  # pragma: no cover - e.g. at interpreter shutdown
+                _log.exception("agentcost could not record an unparsed raw stream")
 
 
 def _read(api: Api, parsed: Any) -> Reported:

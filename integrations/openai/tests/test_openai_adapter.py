@@ -41,8 +41,24 @@ def fake(server: FakeProvider) -> FakeProvider:
     return server
 
 
+OPENED: list[OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Every sync client a test opens is closed after it: an unclosed socket warns, and warnings are errors."""
+    yield
+    while OPENED:
+        OPENED.pop().close()
+
+
+def opened(client: OpenAI) -> OpenAI:
+    OPENED.append(client)
+    return client
+
+
 def sync_client(fake: FakeProvider, max_retries: int = 2) -> OpenAI:
-    return OpenAI(base_url=fake.openai_base_url, api_key="test-key", max_retries=max_retries)
+    return opened(OpenAI(base_url=fake.openai_base_url, api_key="test-key", max_retries=max_retries))
 
 
 def async_client(fake: FakeProvider, max_retries: int = 2) -> AsyncOpenAI:
@@ -423,14 +439,14 @@ def test_wrap_refuses_what_is_not_an_openai_client() -> None:
         with pytest.raises(TypeError, match=r"openai\.OpenAI"):
             agentcost_openai.wrap(object(), ctx)  # type: ignore[type-var]
         with pytest.raises(TypeError, match="CostContext"):
-            agentcost_openai.wrap(OpenAI(api_key="k", base_url="http://127.0.0.1:9"), "ctx")  # type: ignore[arg-type]
+            agentcost_openai.wrap(opened(OpenAI(api_key="k", base_url="http://127.0.0.1:9")), "ctx")  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="wrap"):
-            agentcost_openai.rebind(OpenAI(api_key="k", base_url="http://127.0.0.1:9"), ctx)
+            agentcost_openai.rebind(opened(OpenAI(api_key="k", base_url="http://127.0.0.1:9")), ctx)
 
 
 def test_connection_refused_is_an_unknown_cost_not_zero() -> None:
     """No answer at all: the attempt's cost is unknown, so under a budget it settles at the hold."""
-    client = OpenAI(api_key="k", base_url="http://127.0.0.1:9/v1", max_retries=0)
+    client = opened(OpenAI(api_key="k", base_url="http://127.0.0.1:9/v1", max_retries=0))
     with agentcost.run("t", budget=Budget(max_cost=Decimal("1"))) as ctx:
         with pytest.raises(openai.APIConnectionError):
             agentcost_openai.wrap(client, ctx).chat.completions.create(
@@ -497,7 +513,7 @@ def test_malformed_usage_from_a_peer_is_recorded_unpriced_not_dropped() -> None:
     try:
         base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         with agentcost.run("t") as ctx:
-            client = agentcost_openai.wrap(OpenAI(base_url=base_url, api_key="k", max_retries=0), ctx)
+            client = agentcost_openai.wrap(opened(OpenAI(base_url=base_url, api_key="k", max_retries=0)), ctx)
             answer = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     finally:
         server.shutdown()
