@@ -26,7 +26,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 from urllib.parse import quote
 
 from agentcost._budget import Decision, Reservation
@@ -109,9 +109,9 @@ def extra_field(model: object, name: str) -> object:
     return fields.get(name) if type(fields) is dict else None
 
 
-@dataclass(frozen=True, slots=True)
-class Reported:
-    """What a response said about the call that made it."""
+class Reported(NamedTuple):
+    """What a response said about the call that made it. (A named tuple: one is built per call, and a frozen
+    dataclass costs several times more to build.)"""
 
     usage: Usage | None
     """Tokens and units, normalised to agentcost's convention; ``None`` when the response reported none."""
@@ -344,11 +344,11 @@ class _Call:
         self.hide_usage = False
         ctx = state.ctx
         if ctx.budgeted:
-            self._admit(ctx, options)
+            self._admit(ctx)
         if state.headers is not None:
             self._send_attribution(options)
 
-    def _admit(self, ctx: CostContext, options: Any) -> None:
+    def _admit(self, ctx: CostContext) -> None:
         """Admit the call before any HTTP request, and apply the decision to the outgoing body."""
         api, body = self.api, self.body
         if api.kind == "embedding":
@@ -378,14 +378,12 @@ class _Call:
             )
         self.decision = decision
         self.reservation = decision.reservation
-        if decision.model != self.model or decision.max_output_tokens != cap:
-            body = dict(body)
-            body["model"] = decision.model
-            if decision.max_output_tokens is not None and decision.max_output_tokens != cap:
-                field = next((name for name in api.cap_fields if name in body), api.cap_fields[0])
-                body[field] = decision.max_output_tokens
-            options.json_data = self.body = body
-            self.model = decision.model
+        # the body is the SDK's own, built for this call from the caller's arguments: changed in place
+        if decision.model != self.model:
+            body["model"] = self.model = decision.model
+        if decision.max_output_tokens is not None and decision.max_output_tokens != cap:
+            field = next((name for name in api.cap_fields if name in body), api.cap_fields[0])
+            body[field] = decision.max_output_tokens
 
     def _send_attribution(self, options: Any) -> None:
         headers = dict(self.state.headers or {})
@@ -457,11 +455,12 @@ class _Call:
         """Record the attempts that failed before the one that answered; from now on ``started_at`` is when that
         one started."""
         attempts = self.attempts
-        if attempts:
+        if len(attempts) > 1:
             for attempt in attempts[:-1]:
                 self._record_attempt_error(attempt, None, settle=False)
             del attempts[:-1]
-            self.started_at = attempts[-1].started_at
+        if attempts:
+            self.started_at = attempts[0].started_at
         return self.started_at
 
     def _gateway_cost(self, reported: Reported) -> tuple[Decimal | None, tuple[str, ...]]:
@@ -626,12 +625,16 @@ def _read(api: Api, parsed: Any) -> Reported:
 class _Watched:
     """The SDK's stream, handed to the caller as it is, with each item seen first; its end records the call."""
 
-    __slots__ = ("__weakref__", "_call", "_done", "_inner", "_started_at", "_watch")
+    __slots__ = ("__weakref__", "_call", "_done", "_inner", "_next", "_observe", "_started_at", "_watch")
 
     def __init__(self, inner: Any, call: _Call, watch: StreamWatch, started_at: float) -> None:
         self._inner = inner
         self._call = call
         self._watch = watch
+        self._observe = watch.observe  # bound once: these two run for every item of the stream
+        # the iterator's own __next__ (a generator's, for the SDKs' streams): the stream object's __next__ would
+        # add a Python frame per item
+        self._next = aiter(inner).__anext__ if hasattr(inner, "__anext__") else iter(inner).__next__
         self._started_at = started_at
         self._done = False
 
@@ -657,21 +660,32 @@ class _WatchedStream(_Watched):
     __slots__ = ()
 
     def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        observe = self._watch.observe
-        next_item = self._inner.__next__
+        # a generator: a for loop resumes its frame for each item instead of calling __next__ (a new frame) per item
+        next_item = self._next
+        observe = self._observe
         while True:
             try:
                 item = next_item()
+            except StopIteration:
+                self._finish(None, "ended")
+                return
+            except BaseException as error:
+                self._finish(error, "stream interrupted")
+                raise
+            if observe(item):
+                yield item
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                item = self._next()
             except StopIteration:
                 self._finish(None, "ended")
                 raise
             except BaseException as error:
                 self._finish(error, "stream interrupted")
                 raise
-            if observe(item):
+            if self._observe(item):
                 return item
 
     def close(self) -> None:
@@ -695,18 +709,16 @@ class _WatchedAsyncStream(_Watched):
         return self
 
     async def __anext__(self) -> Any:
-        observe = self._watch.observe
-        next_item = self._inner.__anext__
         while True:
             try:
-                item = await next_item()
+                item = await self._next()
             except StopAsyncIteration:
                 self._finish(None, "ended")
                 raise
             except BaseException as error:
                 self._finish(error, "stream interrupted")
                 raise
-            if observe(item):
+            if self._observe(item):
                 return item
 
     async def close(self) -> None:
@@ -740,9 +752,7 @@ def _begin(state: _State, options: Any, stream: bool) -> _Call | None:
         return None
     call = _Call(state, api, options, body)
     if stream:
-        body = dict(call.body)
-        call.hide_usage = api.prepare_stream(body)
-        options.json_data = call.body = body
+        call.hide_usage = api.prepare_stream(body)  # in place, as for admission
     return call
 
 

@@ -2,44 +2,50 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_providers.py          # full run (about a minute on a slow 2-core machine)
-    python benchmarks/bench_providers.py --quick  # smoke run (about 15 s): fewer batches
+    python benchmarks/bench_providers.py          # full run (about two minutes on a slow 2-core machine)
+    python benchmarks/bench_providers.py --quick  # smoke run (about 20 s): fewer pairs
 
 What it measures: time per call of the real ``openai`` and ``anthropic`` clients against the same local server
-(``agentcost.testing.FakeProvider``, run in a separate process so that its work does not compete with the client's
-for this process's GIL), bare and wrapped, in one run:
+(``agentcost.testing.FakeProvider``, run in a separate process pinned to another CPU than this one, so that neither
+preempts the other mid-call), bare and instrumented, in one run:
 
-1. OpenAI chat completion, non-streaming: the bare client; wrapped on a run without a budget (one span per call,
-   priced); wrapped on a run with ``Budget(max_cost=1,000,000)`` (each call also admitted before it is sent and
-   settled after). Target (from the issue): added time <= 20 us per call.
-2. OpenAI chat completion streamed, 100 content chunks, consumed to the end: bare against wrapped (the adapter adds
-   ``stream_options.include_usage`` to the wrapped request, so the server sends one more chunk, with the usage,
-   which the adapter reads and keeps from the caller). Target: <= 2 % added.
-3. The same two for Anthropic ``messages.create`` (non-streaming, and ``stream=True`` with 100 text deltas).
+1. non-streaming calls (OpenAI chat completion; Anthropic ``messages.create``), 1,200 input and 300 output tokens
+   reported. Peers: a *minimal recorder* (the client's ``request`` overridden by a hand-written function that calls
+   through and appends the response's model and token counts to a list: the least any instrumentation that reads
+   usage can do); agentcost on a run without a budget (one priced span per call); agentcost on a run with
+   ``Budget(max_cost=1,000,000)`` (each call also admitted before it is sent and settled after). Target (from the
+   issue): agentcost adds <= 20 us per call.
+2. streams of 100 content chunks (deltas), consumed to the end: agentcost against bare, the same request on the wire
+   (the OpenAI caller asks for ``stream_options.include_usage`` itself). Target: <= 2 % added. For information, an
+   OpenAI stream whose caller does not ask for usage, which the adapter then adds: the server sends ``"usage":
+   null`` in every chunk and one chunk more, so that difference is mostly the server's and the SDK's extra work.
 
-Each peer's added time is its median minus the bare client's median, over interleaved batches (rotating order, the
-cyclic gc paused in each batch, every wrapped peer starting each batch on a fresh run). Loopback HTTP makes a single
-call cost hundreds of microseconds, so the added time is a small difference of two large numbers: the batches are
-many, and min/max are printed to show the spread.
+Method: paired differences. A loopback call costs milliseconds and varies by hundreds of microseconds from one call
+to the next, so comparing two batch medians cannot resolve 20 us. Each pair times one bare and one instrumented call
+back to back, in alternating order; the figure is the median of the pairs' differences, with a distribution-free
+95 % confidence interval (order statistics of the sorted differences). The cyclic gc is paused within each block of
+pairs. Every instrumented peer records on a fresh run every 200 calls.
 
-Correctness guard: after the timed batches, each wrapped peer's last run must hold one span per call with exactly the
-usage the server reported and the price book's cost for it; a benchmark cannot time a broken adapter.
+Correctness guard: after timing, the last run of each agentcost peer must hold one span per call with exactly the
+usage the server reported and the price book's cost for it: a benchmark cannot time a broken adapter.
 """
 
 from __future__ import annotations
 
+import gc
+import os
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
 from importlib.metadata import version
 from typing import Any
 
 import agentcost_anthropic
 import agentcost_openai
-from _harness import Peer, Summary, finish, run_interleaved, section, start, table
+from _harness import Summary, finish, section, start, table
 from anthropic import Anthropic
 from openai import OpenAI
 
@@ -56,71 +62,108 @@ with FakeProvider(default=Reply(text=" ".join(["word"] * 100), input_tokens=1200
 
 MESSAGES: Any = [{"role": "user", "content": "What is the capital of France?"}]
 USAGE = Usage(1200, 300)
+FRESH_RUN_EVERY = 200
 
 
-@dataclass(frozen=True)
-class Config:
-    calls: int
-    batches: int
+def pin_apart(server_pid: int) -> bool:
+    """Pin this process to one CPU and the server to another; a no-op where CPU affinity is not available."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        return False
+    os.sched_setaffinity(server_pid, {cpus[1]})
+    os.sched_setaffinity(0, {cpus[0]})
+    return True
 
 
-FULL = Config(calls=40, batches=31)
-QUICK = Config(calls=20, batches=9)
+def minimal_recorder(client: Any, log: list[tuple[str, int, int]], read: Callable[[Any], tuple[int, int]]) -> Any:
+    """A copy of ``client`` whose every API call appends (model, input, output) from the response to ``log``."""
+    copy = client.with_options()
+    original = copy.request
+
+    def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
+        result = original(cast_to, options, stream=stream, stream_cls=stream_cls)
+        log.append((result.model, *read(result.usage)))
+        return result
+
+    copy.request = request
+    return copy
 
 
-class Runs:
-    """A fresh run (and client bound to it) per batch, for a wrapped peer; the last one is kept for the guard."""
+class Instrumented:
+    """An instrumented client, re-bound to a fresh run every ``FRESH_RUN_EVERY`` calls (a run per request, as in
+    an agent); the last run is kept for the guard."""
 
-    def __init__(self, wrap: Callable[[CostContext], Any], budget: Budget | None) -> None:
+    def __init__(self, bare: Any, wrap: Callable[[Any, CostContext], Any], budget: Budget | None) -> None:
+        self.bare = bare
         self.wrap = wrap
         self.budget = budget
-        self.ctx: CostContext | None = None
-        self.client: Any = None
+        self.calls = 0
+        self.ctx = agentcost.run("bench", budget=budget).__enter__()
+        self.client = wrap(bare, self.ctx)
 
-    def reset(self) -> None:
-        self.ctx = agentcost.run("bench", budget=self.budget).__enter__()
-        self.client = self.wrap(self.ctx)
+    def next_client(self) -> Any:
+        if self.calls % FRESH_RUN_EVERY == 0:
+            self.ctx = agentcost.run("bench", budget=self.budget).__enter__()
+            self.client = self.wrap(self.bare, self.ctx)
+        self.calls += 1
+        return self.client
+
+    def check(self, provider: str, model: str) -> None:
+        """The guard: every call of the last run is a span with the server's usage and the book's price."""
+        spans = [span for span in self.ctx.tree.spans() if span.kind == "llm"]
+        price = self.ctx.pricing.price(model, USAGE, provider=provider)
+        expected = (self.calls - 1) % FRESH_RUN_EVERY + 1
+        assert len(spans) == expected, (len(spans), expected)
+        for span in spans:
+            assert (span.usage, span.cost, span.status) == (USAGE, price, "ok"), span
 
 
-def peers_for(
-    label: str,
-    bare: Any,
-    wrap: Callable[[Any, CostContext], Any],
-    call: Callable[[Any], None],
-    n: int,
-    budgeted: bool,
-) -> tuple[list[Peer], list[Runs]]:
-    def batch_bare(count: int) -> None:
-        for _ in range(count):
-            call(bare)
-
-    peers = [Peer(f"{label}: bare client", batch_bare, n)]
-    runs: list[Runs] = []
-    variants: list[tuple[str, Budget | None]] = [("wrapped, no budget", None)]
-    if budgeted:
-        variants.append(("wrapped, with budget", Budget(max_cost=Decimal(1_000_000))))
-    for name, budget in variants:
-        runs_of = Runs(lambda ctx: wrap(bare, ctx), budget)
-
-        def batch(count: int, runs_of: Runs = runs_of) -> None:
-            client = runs_of.client
-            for _ in range(count):
+def paired(call: Callable[[Any], None], bare: Any, other: Callable[[], Any], pairs: int) -> tuple[list[int], list[int]]:
+    """Time ``pairs`` pairs (bare call, other call) in alternating order; return the differences and bare times."""
+    for _ in range(20):  # warm-up
+        call(bare)
+        call(other())
+    differences: list[int] = []
+    bare_times: list[int] = []
+    clock = time.perf_counter_ns
+    gc.collect()
+    gc.disable()
+    try:
+        for number in range(pairs):
+            client = other()
+            if number % 2:
+                started = clock()
+                call(bare)
+                middle = clock()
                 call(client)
+                ended = clock()
+                bare_ns, other_ns = middle - started, ended - middle
+            else:
+                started = clock()
+                call(client)
+                middle = clock()
+                call(bare)
+                ended = clock()
+                other_ns, bare_ns = middle - started, ended - middle
+            differences.append(other_ns - bare_ns)
+            bare_times.append(bare_ns)
+            if number % 250 == 249:
+                gc.enable()
+                gc.collect()
+                gc.disable()
+    finally:
+        gc.enable()
+    return differences, bare_times
 
-        peers.append(Peer(f"{label}: {name}", batch, n, runs_of.reset))
-        runs.append(runs_of)
-    return peers, runs
 
-
-def check(runs: Runs, provider: str, model: str, expected_spans: int) -> None:
-    """The guard: every call of the last batch is a span with the server's usage and the book's price."""
-    assert runs.ctx is not None
-    spans = [span for span in runs.ctx.tree.spans() if span.kind == "llm"]
-    price = runs.ctx.pricing.price(model, USAGE, provider=provider)
-    assert len(spans) == expected_spans, (len(spans), expected_spans)
-    for span in spans:
-        assert (span.usage, span.cost, span.status) == (USAGE, price, "ok"), span
-    assert runs.ctx.tree.total_cost == price * expected_spans  # type: ignore[operator]
+def median_with_interval(values: list[int]) -> tuple[float, float, float]:
+    """The median and a distribution-free 95 % confidence interval for it, in microseconds."""
+    ordered = sorted(values)
+    n = len(ordered)
+    half_width = 1.96 * n**0.5 / 2
+    low = ordered[max(0, int(n / 2 - half_width))]
+    high = ordered[min(n - 1, int(n / 2 + half_width))]
+    return statistics.median(ordered) / 1000, low / 1000, high / 1000
 
 
 def openai_chat(client: OpenAI) -> None:
@@ -128,6 +171,14 @@ def openai_chat(client: OpenAI) -> None:
 
 
 def openai_stream(client: OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    for _ in stream:
+        pass
+
+
+def openai_stream_injected(client: OpenAI) -> None:
     for _ in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
         pass
 
@@ -141,34 +192,63 @@ def anthropic_stream(client: Anthropic) -> None:
         pass
 
 
-def measure(
-    title: str, peers: list[Peer], batches: int, summary: Summary, target: str, limit: float, stream: bool
-) -> list[Peer]:
-    section(title)
-    run_interleaved(peers, batches)
-    floor = peers[0]
+def non_streaming(
+    label: str,
+    bare: Any,
+    wrap: Callable[[Any, CostContext], Any],
+    call: Callable[[Any], None],
+    provider: str,
+    model: str,
+    pairs: int,
+    summary: Summary,
+    read: Callable[[Any], tuple[int, int]],
+) -> None:
+    section(f"{label}, non-streaming: time added per call (paired)")
+    log: list[tuple[str, int, int]] = []
+    recorder = minimal_recorder(bare, log, read)
+    unbudgeted = Instrumented(bare, wrap, None)
+    budgeted = Instrumented(bare, wrap, Budget(max_cost=Decimal(1_000_000)))
+    peers: list[tuple[str, Callable[[], Any], Instrumented | None]] = [
+        ("minimal recorder (the floor)", lambda: recorder, None),
+        ("agentcost, no budget", unbudgeted.next_client, unbudgeted),
+        ("agentcost, with budget", budgeted.next_client, budgeted),
+    ]
     rows = []
-    for peer in peers:
-        added = peer.median_us - floor.median_us
-        rows.append(
-            [
-                peer.name,
-                f"{peer.median_us:,.1f}",
-                f"{peer.min_us:,.1f}",
-                f"{peer.max_us:,.1f}",
-                "" if peer is floor else f"{added:+,.1f}",
-                "" if peer is floor else f"{peer.median_us / floor.median_us:.4f}",
-            ]
+    for name, other, instrumented in peers:
+        differences, bare_times = paired(call, bare, other, pairs)
+        added, low, high = median_with_interval(differences)
+        bare_us = statistics.median(bare_times) / 1000
+        rows.append([name, f"{bare_us:,.0f}", f"{added:+.1f}", f"{low:+.1f} .. {high:+.1f}", f"{added / bare_us:+.2%}"])
+        if instrumented is not None:
+            instrumented.check(provider, model)
+            summary.add(f"{label} {name}: <= 20 us added", f"{added:+.1f} us", added <= 20)
+    assert log[-1] == (model, USAGE.input_tokens, USAGE.output_tokens), log[-1]
+    print(table(["peer", "bare us/call", "added us (median)", "95 % CI", "added / bare"], rows))
+
+
+def streaming(
+    label: str,
+    bare: Any,
+    wrap: Callable[[Any, CostContext], Any],
+    call: Callable[[Any], None],
+    provider: str,
+    model: str,
+    pairs: int,
+    summary: Summary | None,
+) -> None:
+    instrumented = Instrumented(bare, wrap, None)
+    differences, bare_times = paired(call, bare, instrumented.next_client, pairs)
+    instrumented.check(provider, model)
+    added, low, high = median_with_interval(differences)
+    bare_us = statistics.median(bare_times) / 1000
+    print(
+        table(
+            ["peer", "bare us/stream", "added us (median)", "95 % CI", "added / bare"],
+            [[label, f"{bare_us:,.0f}", f"{added:+.1f}", f"{low:+.1f} .. {high:+.1f}", f"{added / bare_us:+.2%}"]],
         )
-    print(table(["peer", "median us/call", "min", "max", "added us", "ratio to bare"], rows))
-    for peer in peers[1:]:
-        if stream:
-            ratio = peer.median_us / floor.median_us
-            summary.add(f"{peer.name}: {target}", f"{(ratio - 1) * 100:+.2f} %", ratio <= 1 + limit)
-        else:
-            added = peer.median_us - floor.median_us
-            summary.add(f"{peer.name}: {target}", f"{added:+.1f} us", added <= limit)
-    return peers
+    )
+    if summary is not None:
+        summary.add(f"{label}: <= 2 % added", f"{added / bare_us:+.2%}", added / bare_us <= 0.02)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,41 +256,69 @@ def main(argv: list[str] | None = None) -> int:
         __doc__,
         argv,
         f"openai {version('openai')}, anthropic {version('anthropic')}, agentcost {agentcost.__version__}",
-        "fewer batches, for CI",
+        "fewer pairs, for CI",
     )
-    config = QUICK if quick else FULL
+    pairs, stream_pairs = (300, 40) if quick else (3000, 300)
     started = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None
     assert server.stdin is not None
+    pinned = pin_apart(server.pid)
     base_url = server.stdout.readline().strip()
+    print(
+        f"{pairs} pairs per non-streaming peer, {stream_pairs} per stream; client and server on separate CPUs: {pinned}"
+    )
     summary = Summary()
     try:
         openai_bare = OpenAI(base_url=base_url + "/v1", api_key="bench", max_retries=0)
         anthropic_bare = Anthropic(base_url=base_url, api_key="bench", max_retries=0)
-        n = config.calls
-
-        peers, runs = peers_for("openai chat", openai_bare, agentcost_openai.wrap, openai_chat, n, budgeted=True)
-        measure("OpenAI chat completion, non-streaming", peers, config.batches, summary, "<= 20 us", 20.0, False)
-        for run in runs:
-            check(run, "openai", "gpt-4o", n)
-
-        peers, runs = peers_for("openai stream", openai_bare, agentcost_openai.wrap, openai_stream, n // 4, False)
-        measure("OpenAI chat completion, 100-chunk stream", peers, config.batches, summary, "<= 2 %", 0.02, True)
-        check(runs[0], "openai", "gpt-4o", n // 4)
-
-        peers, runs = peers_for(
-            "anthropic messages", anthropic_bare, agentcost_anthropic.wrap, anthropic_message, n, budgeted=True
+        non_streaming(
+            "openai chat",
+            openai_bare,
+            agentcost_openai.wrap,
+            openai_chat,
+            "openai",
+            "gpt-4o",
+            pairs,
+            summary,
+            lambda usage: (usage.prompt_tokens, usage.completion_tokens),
         )
-        measure("Anthropic messages.create, non-streaming", peers, config.batches, summary, "<= 20 us", 20.0, False)
-        for run in runs:
-            check(run, "anthropic", "claude-sonnet-4-6", n)
-
-        peers, runs = peers_for(
-            "anthropic stream", anthropic_bare, agentcost_anthropic.wrap, anthropic_stream, n // 4, False
+        non_streaming(
+            "anthropic messages",
+            anthropic_bare,
+            agentcost_anthropic.wrap,
+            anthropic_message,
+            "anthropic",
+            "claude-sonnet-4-6",
+            pairs,
+            summary,
+            lambda usage: (usage.input_tokens, usage.output_tokens),
         )
-        measure("Anthropic messages.create, 100-delta stream", peers, config.batches, summary, "<= 2 %", 0.02, True)
-        check(runs[0], "anthropic", "claude-sonnet-4-6", n // 4)
+        section("100-chunk streams, consumed to the end: time added per stream (paired)")
+        args = (stream_pairs,)
+        streaming(
+            "openai stream", openai_bare, agentcost_openai.wrap, openai_stream, "openai", "gpt-4o", *args, summary
+        )
+        streaming(
+            "anthropic stream",
+            anthropic_bare,
+            agentcost_anthropic.wrap,
+            anthropic_stream,
+            "anthropic",
+            "claude-sonnet-4-6",
+            *args,
+            summary,
+        )
+        streaming(
+            "(info) openai stream, include_usage added by the adapter",
+            openai_bare,
+            agentcost_openai.wrap,
+            openai_stream_injected,
+            "openai",
+            "gpt-4o",
+            *args,
+            None,
+        )
     finally:
         server.stdin.close()
         server.wait(timeout=10)

@@ -15,6 +15,18 @@ def _count(value: object) -> int:
     return value if type(value) is int else 0
 
 
+def _fields(model: Any) -> dict[str, Any]:
+    """A response model's fields, read from its ``__dict__``: asking a pydantic model for a field its class does not
+    declare (``cache_creation`` on a stream's delta usage) raises and catches an AttributeError inside pydantic."""
+    if model is None:
+        return _NO_FIELDS
+    fields = getattr(model, "__dict__", None)
+    return fields if type(fields) is dict else _NO_FIELDS
+
+
+_NO_FIELDS: dict[str, Any] = {}
+
+
 def _usage(usage: Any, start: Any = None) -> Usage:
     """Anthropic's ``input_tokens`` leaves out cache reads and writes; agentcost's includes them. Writes to the
     1-hour cache (``cache_creation.ephemeral_1h_input_tokens``, a part of the cache writes) cost more than writes to
@@ -23,35 +35,23 @@ def _usage(usage: Any, start: Any = None) -> Usage:
     fetches cost only their tokens.
 
     ``start`` is a stream's ``message_start`` usage: a ``message_delta`` carries the cumulative output and, in
-    current API versions, the input counts too, which win when present."""
-
-    def field(name: str) -> int:
-        value = getattr(usage, name, None)
-        if value is None and start is not None:
-            value = getattr(start, name, None)
-        return _count(value)
-
-    cache_read = field("cache_read_input_tokens")
-    cache_write = field("cache_creation_input_tokens")
-    details = getattr(usage, "output_tokens_details", None)
-    server_tools = getattr(usage, "server_tool_use", None)
-    if server_tools is None and start is not None:
-        server_tools = getattr(start, "server_tool_use", None)
-    searches = _count(getattr(server_tools, "web_search_requests", None))
-    # a message_delta carries no cache_creation breakdown: message_start's holds it
-    creation = getattr(usage, "cache_creation", None)
-    if creation is None and start is not None:
-        creation = getattr(start, "cache_creation", None)
-    one_hour = _count(getattr(creation, "ephemeral_1h_input_tokens", None))
+    current API versions, the input counts too, which win when present; the cache breakdown only ``start`` has."""
+    fields = _fields(usage)
+    if start is not None:
+        fields = {**_fields(start), **{name: value for name, value in fields.items() if value is not None}}
+    cache_read = _count(fields.get("cache_read_input_tokens"))
+    cache_write = _count(fields.get("cache_creation_input_tokens"))
+    searches = _count(_fields(fields.get("server_tool_use")).get("web_search_requests"))
+    one_hour = _count(_fields(fields.get("cache_creation")).get("ephemeral_1h_input_tokens"))
     units = {"web_searches": searches} if searches else {}
     if one_hour:
         units["cache_write_1h_tokens"] = one_hour
     return Usage(
-        field("input_tokens") + cache_read + cache_write,
-        _count(usage.output_tokens),
+        _count(fields.get("input_tokens")) + cache_read + cache_write,
+        _count(fields.get("output_tokens")),
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
-        reasoning_tokens=_count(getattr(details, "thinking_tokens", None)),
+        reasoning_tokens=_count(_fields(fields.get("output_tokens_details")).get("thinking_tokens")),
         units=units or None,
     )
 
@@ -71,10 +71,13 @@ class _MessagesWatch(StreamWatch):
         kind = item.type
         if kind == "content_block_delta":
             delta = item.delta
-            field = _DELTA_TEXT.get(delta.type)
-            text = getattr(delta, field, None) if field is not None else None
-            if text:
-                self.chars += len(text)
+            if delta.type == "text_delta":  # the common case first: this runs for every delta of the stream
+                self.chars += len(delta.text)
+            else:
+                field = _DELTA_TEXT.get(delta.type)
+                text = getattr(delta, field, None) if field is not None else None
+                if text:
+                    self.chars += len(text)
         elif kind == "message_start":
             message = item.message
             self.model = message.model
