@@ -10,6 +10,7 @@ from agentcost.adapters import GatewayHeaders, rebind
 
 
 def test_public_names() -> None:
+    """__all__ is locked, and the adapter re-exports the shared engine's GatewayHeaders and rebind."""
     assert agentcost_anthropic.__all__ == ["GatewayHeaders", "__version__", "rebind", "wrap"]
     for name in agentcost_anthropic.__all__:
         assert getattr(agentcost_anthropic, name) is not None
@@ -19,6 +20,7 @@ def test_public_names() -> None:
 
 
 def test_distribution_and_its_dependencies() -> None:
+    """The adapter is its own distribution, depending on the core and its SDK only."""
     assert importlib.metadata.version("agentcost-anthropic") == agentcost_anthropic.__version__ == "0.1.0"
     requires = importlib.metadata.requires("agentcost-anthropic") or []
     names = {requirement.split(">")[0].split("<")[0].split("=")[0].strip() for requirement in requires}
