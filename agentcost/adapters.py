@@ -744,6 +744,36 @@ def _end_stream(call: _Call, watch: StreamWatch, error: BaseException | None, st
         call.estimated(watch, error, started_at, "no usage reported" if why == "ended" else why)
 
 
+def _recorded_plainly(call: _Call, result: Any) -> bool:
+    """The common case in one step: one attempt, no budget, a parsed LLM response with its usage and no reported
+    cost. Anything else (retries, holds, raw responses, gateways' costs, malformed usage) returns ``False`` for the
+    general path. The path between a response and its span runs cold (the SDK's own work evicts it between calls),
+    so each layer it skips is worth several times its hot cost."""
+    attempts = call.attempts
+    if call.reservation is not None or len(attempts) != 1 or _raw_types.get(type(result)) is not False:
+        return False
+    api = call.api
+    if api.kind != "llm":
+        return False
+    try:
+        usage, served, cost, _ = api.reported(result)
+    except (AgentCostError, ValueError, TypeError, AttributeError):
+        return False
+    headers = attempts[0].headers
+    if usage is None or cost is not None or (headers is not None and COST_HEADER in headers):
+        return False
+    state = call.state
+    served = served or call.model
+    state.ctx.record_llm(
+        model=served,
+        provider=state.provider,
+        usage=usage,
+        requested_model=call.requested if call.requested != served else None,
+        started_at=attempts[0].started_at,
+    )
+    return True
+
+
 def _begin(state: _State, options: Any, stream: bool) -> _Call | None:
     """The call, admitted and its body adjusted, for an endpoint the adapter records; ``None`` for any other."""
     body = options.json_data
@@ -769,6 +799,8 @@ def _intercept(state: _State, original: Callable[..., Any]) -> Callable[..., Any
             call.failed(error)
             raise
         _CALL.reset(token)
+        if not stream and _recorded_plainly(call, result):
+            return result
         answered = _answered(call, result, stream)
         if answered is _RAW:
             # its parsed body is cached, so parsing it here costs the caller nothing
@@ -792,6 +824,8 @@ def _intercept_async(state: _State, original: Callable[..., Awaitable[Any]]) -> 
             call.failed(error)
             raise
         _CALL.reset(token)
+        if not stream and _recorded_plainly(call, result):
+            return result
         answered = _answered(call, result, stream)
         if answered is _RAW:
             parsed = result.parse()  # the legacy raw response parses synchronously, the newer one asynchronously
