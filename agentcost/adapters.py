@@ -35,6 +35,7 @@ from agentcost._errors import AgentCostError, BudgetExceeded
 from agentcost._money import to_money
 from agentcost._span import format_span_id
 from agentcost._usage import Usage
+from agentcost.wire import baggage_header
 
 __all__ = [
     "Api",
@@ -217,23 +218,6 @@ class GatewayHeaders:
 
 _TAG_SAFE = " !#$&'()*+/:;=?@[]~"
 """Printable ASCII a tag keeps as it is: everything but the comma, the percent sign and what is already safe."""
-
-_BAGGAGE_MAX_BYTES = 8192
-_BAGGAGE_MAX_MEMBERS = 64
-
-
-def baggage_header(entries: Mapping[str, str]) -> str:
-    """A W3C ``baggage`` header value: ``key=value`` members, percent-encoded, within the spec's size limits
-    (members that would exceed them are left out)."""
-    members: list[str] = []
-    size = 0
-    for key, value in entries.items():
-        member = f"{quote(key, safe='')}={quote(value, safe='')}"
-        if len(members) >= _BAGGAGE_MAX_MEMBERS or size + len(member) + 1 > _BAGGAGE_MAX_BYTES:
-            break
-        members.append(member)
-        size += len(member) + 1
-    return ",".join(members)
 
 
 class _State:

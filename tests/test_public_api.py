@@ -79,6 +79,36 @@ EXPECTED_ADAPTERS_ALL = [
     "wrap_client",
 ]
 
+EXPECTED_WIRE_ALL = [
+    "CONTEXT_HEADER",
+    "REPORT_HEADER",
+    "DelegatedBudget",
+    "Keyring",
+    "Verifier",
+    "WireBadSignature",
+    "WireContext",
+    "WireError",
+    "WireExpired",
+    "WireMalformed",
+    "WireReplayed",
+    "WireReport",
+    "WireTooLarge",
+    "WireTotals",
+    "WireUnknownKey",
+    "WireWrongAudience",
+    "accept_context",
+    "baggage_header",
+    "canonical_json",
+    "encode_context",
+    "encode_report",
+    "extract",
+    "inject",
+    "narrow",
+    "parse_traceparent",
+    "tighter",
+    "traceparent",
+]
+
 # Packages an adapter may need; the core must never import them.
 ADAPTER_PACKAGES = [
     "anthropic",
@@ -134,6 +164,27 @@ def test_adapters_all_is_locked_and_importable() -> None:
     assert agentcost.adapters.__all__ == EXPECTED_ADAPTERS_ALL
     for name in EXPECTED_ADAPTERS_ALL:
         assert getattr(agentcost.adapters, name) is not None
+
+
+def test_wire_all_is_locked_and_importable() -> None:
+    """agentcost.wire (the propagation format) exports exactly the expected sorted names, all importable."""
+    import agentcost.wire
+
+    assert agentcost.wire.__all__ == EXPECTED_WIRE_ALL
+    # sorted the way ruff's RUF022 sorts: CONSTANTS, then Classes, then functions, each alphabetically
+    assert sorted(EXPECTED_WIRE_ALL, key=lambda n: (not n.isupper(), not n[0].isupper(), n)) == EXPECTED_WIRE_ALL
+    assert len(set(EXPECTED_WIRE_ALL)) == len(EXPECTED_WIRE_ALL)
+    star: dict[str, object] = {}
+    exec("from agentcost.wire import *", star)
+    assert sorted(k for k in star if k != "__builtins__") == sorted(EXPECTED_WIRE_ALL)
+    for name in EXPECTED_WIRE_ALL:
+        assert getattr(agentcost.wire, name) is not None
+    errors = [getattr(agentcost.wire, name) for name in EXPECTED_WIRE_ALL if name.startswith("Wire")]
+    errors = [error for error in errors if isinstance(error, type) and issubclass(error, Exception)]
+    assert len(errors) == 8
+    for error in errors:
+        assert issubclass(error, agentcost.wire.WireError)
+        assert issubclass(error, agentcost.AgentCostError)
 
 
 def test_version_matches_distribution_metadata() -> None:
