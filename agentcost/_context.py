@@ -260,6 +260,25 @@ class CostContext:
         if events:
             run.emit(events)
 
+    def _spend(self, cost: Decimal, tokens: int, calls: int) -> None:
+        """Count spend that arrives without spans of its own to settle it (a remote subtree's totals, grafted) against
+        the budgets up the tree and the node's scoped limits."""
+        events: list[BudgetEvent] = []
+        lock = self.tree._lock
+        lock.acquire()
+        previous = _getcontext()
+        _setcontext(EXACT)
+        try:
+            for account in self._accounts:
+                account.spend(cost, tokens, calls, events)
+        finally:
+            _setcontext(previous)
+            lock.release()
+        if self._limits:
+            self._run.store_charge(self._limits, (cost, tokens, calls))
+        if events:
+            self._run.emit(events)
+
     def record_tool(
         self,
         name: str,

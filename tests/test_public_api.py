@@ -109,6 +109,8 @@ EXPECTED_WIRE_ALL = [
     "traceparent",
 ]
 
+EXPECTED_REMOTE_ALL = ["Delegation", "Served", "delegate", "serve"]
+
 # Packages an adapter may need; the core must never import them.
 ADAPTER_PACKAGES = [
     "anthropic",
@@ -185,6 +187,25 @@ def test_wire_all_is_locked_and_importable() -> None:
     for error in errors:
         assert issubclass(error, agentcost.wire.WireError)
         assert issubclass(error, agentcost.AgentCostError)
+
+
+def test_remote_all_is_locked_and_importable() -> None:
+    """agentcost.remote (delegation and grafting across boundaries) exports exactly the expected names."""
+    import agentcost.remote
+
+    assert agentcost.remote.__all__ == EXPECTED_REMOTE_ALL
+    for name in EXPECTED_REMOTE_ALL:
+        assert getattr(agentcost.remote, name) is not None
+
+
+def test_import_agentcost_loads_neither_pydantic_nor_the_wire_format() -> None:
+    """The wire format (and pydantic under it) is imported only by the code that uses it."""
+    code = (
+        "import sys, agentcost; print(sorted(m for m in sys.modules "
+        "if m.split('.')[0] == 'pydantic' or m in ('agentcost.wire', 'agentcost.remote')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_version_matches_distribution_metadata() -> None:
