@@ -56,7 +56,7 @@ __all__ = ["Delegation", "Served", "delegate", "serve"]
 class Delegation:
     """A remote call made from a node: the node its cost lands on, the signed context to send, what came back."""
 
-    __slots__ = ("_hold", "audience", "context", "ctx", "final", "running", "token")
+    __slots__ = ("_failed", "_hold", "audience", "context", "ctx", "final", "running", "token")
 
     ctx: CostContext
     """The child node the remote work hangs under (its reports name it)."""
@@ -76,6 +76,7 @@ class Delegation:
         self.token = token
         self.audience = context.aud
         self._hold = hold
+        self._failed = False
         self.running = None
         self.final = None
 
@@ -95,8 +96,8 @@ class Delegation:
             report = verifier.verify_report(report, node=self.context.parent)
         elif report.node != self.context.parent:
             raise WireWrongAudience(f"the report is for node {report.node}, not {self.context.parent}")
-        if self.final is not None:
-            return report
+        if self.final is not None or self._failed:
+            return report  # grafted already, or given up on (its cost was charged as unknown): never twice
         if not report.final:
             if self.running is None or report.seq > self.running.seq:
                 self.running = report
@@ -109,8 +110,9 @@ class Delegation:
     def fail(self, reason: str) -> None:
         """No final report will come (the callee crashed, the connection dropped): the remote cost is unknown, so a
         span says so, unpriced, and the hold is charged at what it held, never zero."""
-        if self.final is not None:
+        if self.final is not None or self._failed:
             return
+        self._failed = True
         hold = self._hold
         self.ctx.record(
             "custom",
