@@ -25,11 +25,13 @@ once while both trees show it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from types import TracebackType
 from typing import Literal
 
 from agentcost._budget import Budget, BudgetEvent, Reservation
 from agentcost._context import CostContext, run
+from agentcost._errors import BudgetExceeded
 from agentcost._money import ZERO
 from agentcost._span import REPLACEABLE_ATTRS, Span, new_span_id
 from agentcost._store import BudgetStore
@@ -107,6 +109,29 @@ class Delegation:
         self._graft(report)
         return report
 
+    def record_unreported(
+        self,
+        name: str,
+        *,
+        cost: Decimal | int | str | None = None,
+        status: str = "ok",
+        error: str | None = None,
+    ) -> None:
+        """The callee knows nothing of agentcost and sent no report: record the call as one plain tool span on
+        :attr:`ctx` (``cost``, else the price book's tool price, else unpriced), settling the hold with it."""
+        if self.final is not None or self._failed:
+            return
+        self._failed = True  # settled: a late report is ignored, as after fail()
+        hold = self._hold
+        self.ctx.record_tool(
+            name,
+            cost=cost,
+            status=status,
+            error=error,
+            reservation=hold if hold is not None and hold.state in ("held", "expired") else None,
+        )
+        self.ctx.end(status=None if status == "ok" else status, error=error)
+
     def fail(self, reason: str) -> None:
         """No final report will come (the callee crashed, the connection dropped): the remote cost is unknown, so a
         span says so, unpriced, and the hold is charged at what it held, never zero."""
@@ -129,8 +154,13 @@ class Delegation:
         totals = report.totals
         calls = 1
         notes: tuple[str, ...] = ("exhausted its delegated budget",) if report.exhausted else ()
+        status: str | None = None
+        error: str | None = None
         if report.tree is not None:
-            calls = _graft_tree(ctx, CostTree.from_dict(report.tree), notes)
+            remote = CostTree.from_dict(report.tree)
+            calls = _graft_tree(ctx, remote, notes)
+            if remote.root.status != "ok":  # the remote run failed: so did this node
+                status, error = remote.root.status, remote.root.error
         else:
             ctx.tree._attach(
                 Span(
@@ -153,7 +183,7 @@ class Delegation:
             hold.commit(totals.cost, tokens=tokens, calls=calls)
         elif ctx.budgeted:
             ctx._spend(totals.cost, tokens, calls)
-        ctx.end()
+        ctx.end(status=status, error=error)
 
 
 def _graft_tree(ctx: CostContext, remote: CostTree, notes: tuple[str, ...]) -> int:
@@ -231,12 +261,16 @@ def delegate(
     sent = narrow(budget, left.cost, left.tokens, left.calls)
     hold: Reservation | None = None
     if budget is not None and sent is not None and child.budgeted:
-        hold = child.reserve(
-            cost=sent.cost if sent.cost is not None else ZERO,
-            tokens=sent.tokens or 0,
-            calls=sent.calls or 0,
-            ttl=ttl_ms / 1000,
-        )
+        try:
+            hold = child.reserve(
+                cost=sent.cost if sent.cost is not None else ZERO,
+                tokens=sent.tokens or 0,
+                calls=sent.calls or 0,
+                ttl=ttl_ms / 1000,
+            )
+        except BudgetExceeded as refused:
+            child.end(status="skipped", error=str(refused))  # nothing is sent: the node says why
+            raise
     context = WireContext.issue(
         keyring,
         root=ctx.tree.root.id,
