@@ -192,6 +192,25 @@ def _graft_tree(ctx: CostContext, remote: CostTree, notes: tuple[str, ...]) -> i
     tree = ctx.tree
     mapped: dict[int, Span] = {remote.root.id: ctx.span}
     calls = 0
+    root = remote.root
+    if root.cost is None or root.cost != 0:
+        # another implementation's run root may carry a cost of its own: shown as a leaf, since it is charged
+        tree._attach(
+            Span(
+                new_span_id(),
+                ctx.span,
+                "custom",
+                f"remote: {root.name}",
+                ctx.span._attrs,
+                root.usage,
+                root.cost,
+                None if root.cost is None else "remote",
+                root.started_at,
+                root.ended_at,
+                notes=("the remote run's own cost",),
+            )
+        )
+        calls += 1
     for span in remote.spans():
         if span.parent is None:
             continue
@@ -208,7 +227,7 @@ def _graft_tree(ctx: CostContext, remote: CostTree, notes: tuple[str, ...]) -> i
         except KeyError:
             pass
         leaf = span.kind not in ("run", "agent")
-        calls += leaf
+        calls += leaf and not (span.status == "skipped" and span.cost == 0)  # a skip marker is not a call
         source_note = (f"remote, {span.cost_source}",) if span.cost_source else ()
         grafted = Span(
             span_id,
@@ -255,18 +274,20 @@ def delegate(
     not fit, ``BudgetExceeded`` is raised and nothing is sent.
     """
     child = ctx.child(name or audience, kind=kind, attrs=attrs)
+    left = child.remaining()  # the store's limits included, shared or not: a context never widens a budget
     if shared_store:
         child._limits = ()  # the callee charges the shared store for its own calls
-    left = child.remaining()
     sent = narrow(budget, left.cost, left.tokens, left.calls)
     hold: Reservation | None = None
     if budget is not None and sent is not None and child.budgeted:
+        # only the metrics the caller chose to delegate are held (a cost-only delegation must not lock the caller's
+        # remaining calls and tokens); the others are still sent narrowed. The hold lives as long as the run's
+        # holds do: the remote work may outlast the context's own expiry.
         try:
             hold = child.reserve(
-                cost=sent.cost if sent.cost is not None else ZERO,
-                tokens=sent.tokens or 0,
-                calls=sent.calls or 0,
-                ttl=ttl_ms / 1000,
+                cost=sent.cost if budget.cost is not None and sent.cost is not None else ZERO,
+                tokens=sent.tokens or 0 if budget.tokens is not None else 0,
+                calls=sent.calls or 0 if budget.calls is not None else 0,
             )
         except BudgetExceeded as refused:
             child.end(status="skipped", error=str(refused))  # nothing is sent: the node says why
