@@ -82,7 +82,7 @@ class Delegation:
         self.running = None
         self.final = None
 
-    def receive(self, report: WireReport | str | bytes | None, verifier: Verifier | None = None) -> WireReport | None:
+    def receive(self, report: object, verifier: Verifier | None = None) -> WireReport | None:
         """Take a report from the callee: a token (checked with ``verifier``) or a verified ``WireReport``.
 
         A running report replaces the previous one if its ``seq`` is higher; the final one is grafted under
@@ -319,27 +319,37 @@ class Served:
         self.context = context
         self._seq = 0
 
-    def report(self, keyring: Keyring, *, final: bool | None = None, tree: bool = True) -> str | None:
+    def report(
+        self, keyring: Keyring, *, final: bool | None = None, tree: bool = True, max_bytes: int | None = None
+    ) -> str | None:
         """The signed report for the caller: running while the run is open, final once it has ended (or as
-        ``final`` says); ``None`` when there is no context to report to. ``tree=False`` sends the totals only."""
+        ``final`` says); ``None`` when there is no context to report to. ``tree=False`` sends the totals only, and so
+        does a report whose token with the tree would be longer than ``max_bytes`` (the carrier's limit)."""
         context = self.context
         if context is None:
             return None
         cost_tree = self.ctx.tree
         is_final = self.ctx.span.ended_at is not None if final is None else final
-        report = WireReport.issue(
-            keyring,
-            node=context.parent,
-            final=is_final,
-            seq=self._seq,
-            cost=ZERO,
-            source=None,
-            totals=WireTotals.from_tree(cost_tree),
-            tree=cost_tree.to_dict() if tree else None,
-            exhausted=_exhausted(cost_tree.events),
-        )
+        totals = WireTotals.from_tree(cost_tree)
+        exhausted = _exhausted(cost_tree.events)
+        token = ""
+        for with_tree in (True, False) if tree else (False,):
+            report = WireReport.issue(
+                keyring,
+                node=context.parent,
+                final=is_final,
+                seq=self._seq,
+                cost=ZERO,
+                source=None,
+                totals=totals,
+                tree=cost_tree.to_dict() if with_tree else None,
+                exhausted=exhausted,
+            )
+            token = encode_report(report, keyring)
+            if max_bytes is None or len(token) <= max_bytes:
+                break
         self._seq += 1
-        return encode_report(report, keyring)
+        return token
 
     def __enter__(self) -> Served:
         return self

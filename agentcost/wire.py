@@ -921,7 +921,7 @@ class Verifier:
             raise WireBadSignature("the signature does not match the payload")
         return payload
 
-    def verify_context(self, token: str | bytes | None) -> WireContext:
+    def verify_context(self, token: object) -> WireContext:
         """The context of ``token``, or a :class:`WireError` saying why it cannot be trusted (and counted)."""
         try:
             ctx = self._authentic(WireContext, token)
@@ -943,7 +943,7 @@ class Verifier:
             raise
         return ctx
 
-    def verify_report(self, token: str | bytes | None, *, node: str | None = None) -> WireReport:
+    def verify_report(self, token: object, *, node: str | None = None) -> WireReport:
         """The report of ``token`` (size, structure, key and signature checked; reports carry no nonce and no
         expiry). With ``node``, a report for any other node raises :class:`WireWrongAudience`."""
         try:
@@ -956,7 +956,7 @@ class Verifier:
         return report
 
 
-def accept_context(token: str | bytes | None, verifier: Verifier, *, refuse: bool = False) -> WireContext | None:
+def accept_context(token: object, verifier: Verifier, *, refuse: bool = False) -> WireContext | None:
     """The policy for inbound contexts: a valid one is returned; an invalid one is counted by the verifier and
     treated as no context (``None``), or re-raised with ``refuse=True``. No token at all is ``None`` either way."""
     if token is None:

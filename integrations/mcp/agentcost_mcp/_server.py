@@ -19,7 +19,7 @@ from mcp_types import CallToolResult, TextContent
 from mcp_types.jsonrpc import INVALID_PARAMS
 
 from agentcost import Budget, BudgetExceeded, BudgetStore, CostContext
-from agentcost.remote import Served, serve
+from agentcost.remote import serve
 from agentcost.wire import Keyring, Verifier, WireContext, WireError, accept_context
 
 CONTEXT_META_KEY: Final = "dev.agentcost/context"
@@ -124,7 +124,7 @@ def cost_aware(
             tool_name = str((request.params or {}).get("name", fn.__name__))
             try:
                 inbound: WireContext | None = accept_context(
-                    context_token(request.meta),  # type: ignore[arg-type]  # any value: rejected as malformed
+                    context_token(request.meta),  # any value: rejected as malformed
                     verifier,
                     refuse=refuse,
                 )
@@ -158,7 +158,7 @@ def cost_aware(
                 logger.exception("Tool %r raised an unexpected exception", tool_name)
                 served.__exit__(type(error), error, error.__traceback__)
                 result = _error_result(f"Error executing tool {tool_name}")  # the crash's text stays on the server
-            return with_report(result, _final_report(served, keyring, tree, max_report_bytes))
+            return with_report(result, served.report(keyring, tree=tree, max_bytes=max_report_bytes))
 
         tool.__signature__ = signature.replace(  # type: ignore[attr-defined]
             parameters=parameters, return_annotation=returns
@@ -175,10 +175,3 @@ def cost_aware(
 
 def _error_result(text: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
-
-
-def _final_report(served: Served, keyring: Keyring, tree: bool, max_bytes: int) -> str | None:
-    token = served.report(keyring, tree=tree)
-    if token is not None and tree and len(token) > max_bytes:
-        token = served.report(keyring, tree=False)  # too large with the tree: the totals only
-    return token
