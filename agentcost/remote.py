@@ -132,9 +132,11 @@ class Delegation:
         )
         self.ctx.end(status=None if status == "ok" else status, error=error)
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str | BaseException) -> None:
         """No final report will come (the callee crashed, the connection dropped): the remote cost is unknown, so a
-        span says so, unpriced, and the hold is charged at what it held, never zero."""
+        span says so, unpriced, and the hold is charged at what it held, never zero. ``reason`` may be the error."""
+        if isinstance(reason, BaseException):
+            reason = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
         if self.final is not None or self._failed:
             return
         self._failed = True

@@ -83,7 +83,7 @@ async def send_message(
     try:
         events = [event async for event in client.send_message(request, context=call)]
     except BaseException as error:
-        delegation.fail(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+        delegation.fail(error)
         raise
     graft(delegation, events, verifier, name=label, cost=cost)
     return events

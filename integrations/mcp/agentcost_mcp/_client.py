@@ -63,7 +63,7 @@ async def call_tool(
             name, arguments, read_timeout_seconds=read_timeout_seconds, progress_callback=progress_callback, meta=sent
         )
     except BaseException as error:
-        delegation.fail(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+        delegation.fail(error)
         raise
     graft(delegation, result, verifier, name=name, cost=cost)
     return result
