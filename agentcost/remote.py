@@ -58,7 +58,7 @@ __all__ = ["Delegation", "Served", "delegate", "serve"]
 class Delegation:
     """A remote call made from a node: the node its cost lands on, the signed context to send, what came back."""
 
-    __slots__ = ("_failed", "_hold", "audience", "context", "ctx", "final", "running", "token")
+    __slots__ = ("_hold", "_settled", "audience", "context", "ctx", "final", "running", "token")
 
     ctx: CostContext
     """The child node the remote work hangs under (its reports name it)."""
@@ -78,7 +78,7 @@ class Delegation:
         self.token = token
         self.audience = context.aud
         self._hold = hold
-        self._failed = False
+        self._settled = False
         self.running = None
         self.final = None
 
@@ -98,8 +98,8 @@ class Delegation:
             report = verifier.verify_report(report, node=self.context.parent)
         elif report.node != self.context.parent:
             raise WireWrongAudience(f"the report is for node {report.node}, not {self.context.parent}")
-        if self.final is not None or self._failed:
-            return report  # grafted already, or given up on (its cost was charged as unknown): never twice
+        if self.final is not None or self._settled:
+            return report  # grafted already, or settled without a report: never twice
         if not report.final:
             if self.running is None or report.seq > self.running.seq:
                 self.running = report
@@ -119,9 +119,9 @@ class Delegation:
     ) -> None:
         """The callee knows nothing of agentcost and sent no report: record the call as one plain tool span on
         :attr:`ctx` (``cost``, else the price book's tool price, else unpriced), settling the hold with it."""
-        if self.final is not None or self._failed:
+        if self.final is not None or self._settled:
             return
-        self._failed = True  # settled: a late report is ignored, as after fail()
+        self._settled = True  # settled: a late report is ignored, as after fail()
         hold = self._hold
         self.ctx.record_tool(
             name,
@@ -137,9 +137,9 @@ class Delegation:
         span says so, unpriced, and the hold is charged at what it held, never zero. ``reason`` may be the error."""
         if isinstance(reason, BaseException):
             reason = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
-        if self.final is not None or self._failed:
+        if self.final is not None or self._settled:
             return
-        self._failed = True
+        self._settled = True
         hold = self._hold
         self.ctx.record(
             "custom",
