@@ -230,7 +230,8 @@ def _graft_tree(ctx: CostContext, remote: CostTree, notes: tuple[str, ...]) -> i
             pass
         leaf = span.kind not in ("run", "agent")
         calls += leaf and not (span.status == "skipped" and span.cost == 0)  # a skip marker is not a call
-        source_note = (f"remote, {span.cost_source}",) if span.cost_source else ()
+        # the original source, once: a span already remote (grafted at an earlier hop) keeps its note as it is
+        source_note = (f"remote, {span.cost_source}",) if span.cost_source and span.cost_source != "remote" else ()
         grafted = Span(
             span_id,
             parent,

@@ -101,6 +101,7 @@ def app(executor: AgentExecutor, agent_card: AgentCard) -> Starlette:
 async def main() -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # listening before the port is printed: a client connecting at once is not refused
     port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     research = CostAwareExecutor(
