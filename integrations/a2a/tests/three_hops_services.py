@@ -61,7 +61,9 @@ def write_ledger(hop: str, tag: str, ctx: CostContext, store: SQLiteStore | None
 def listen() -> socket.socket:
     """A socket on a free loopback port, already listening when its port is printed: a client that connects before
     uvicorn starts waits in the backlog instead of being refused."""
-    sock = socket.socket()
+    # IPPROTO_TCP, as asyncio makes it when uvicorn binds a port itself: only then does asyncio turn Nagle off,
+    # without which every response body waits 40 ms for the client's delayed ACK
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     print(sock.getsockname()[1], flush=True)
