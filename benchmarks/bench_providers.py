@@ -33,7 +33,6 @@ usage the server reported and the price book's cost for it: a benchmark cannot t
 from __future__ import annotations
 
 import gc
-import os
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,7 @@ from typing import Any
 
 import agentcost_anthropic
 import agentcost_openai
-from _harness import Summary, finish, section, start, table
+from _harness import Summary, finish, median_with_interval, pin_apart, section, start, table
 from anthropic import Anthropic
 from openai import OpenAI
 
@@ -63,16 +62,6 @@ with FakeProvider(default=Reply(text=" ".join(["word"] * 100), input_tokens=1200
 MESSAGES: Any = [{"role": "user", "content": "What is the capital of France?"}]
 USAGE = Usage(1200, 300)
 FRESH_RUN_EVERY = 200
-
-
-def pin_apart(server_pid: int) -> bool:
-    """Pin this process to one CPU and the server to another; a no-op where CPU affinity is not available."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(cpus) < 2:
-        return False
-    os.sched_setaffinity(server_pid, {cpus[1]})
-    os.sched_setaffinity(0, {cpus[0]})
-    return True
 
 
 def minimal_recorder(client: Any, log: list[tuple[str, int, int]], read: Callable[[Any], tuple[int, int]]) -> Any:
@@ -154,16 +143,6 @@ def paired(call: Callable[[Any], None], bare: Any, other: Callable[[], Any], pai
     finally:
         gc.enable()
     return differences, bare_times
-
-
-def median_with_interval(values: list[int]) -> tuple[float, float, float]:
-    """The median and a distribution-free 95 % confidence interval for it, in microseconds."""
-    ordered = sorted(values)
-    n = len(ordered)
-    half_width = 1.96 * n**0.5 / 2
-    low = ordered[max(0, int(n / 2 - half_width))]
-    high = ordered[min(n - 1, int(n / 2 + half_width))]
-    return statistics.median(ordered) / 1000, low / 1000, high / 1000
 
 
 def openai_chat(client: OpenAI) -> None:

@@ -74,7 +74,18 @@ import agentcost_a2a._client
 import agentcost_mcp
 import agentcost_mcp._client
 import anyio
-from _harness import Peer, Summary, finish, gc_paused, run_interleaved, section, start, table
+from _harness import (
+    Peer,
+    Summary,
+    finish,
+    gc_paused,
+    median_with_interval,
+    pin_apart,
+    run_interleaved,
+    section,
+    start,
+    table,
+)
 from a2a.client import Client as A2AClient
 from a2a.client import ClientConfig, create_client
 from a2a.helpers import get_message_text, new_text_message
@@ -275,16 +286,6 @@ Call = Callable[[], Awaitable[object]]
 """One remote call, awaited inside the timed region."""
 
 
-def pin_apart(server_pid: int) -> bool:
-    """Pin this process to one CPU and the server to another; a no-op where CPU affinity is not available."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(cpus) < 2:
-        return False
-    os.sched_setaffinity(server_pid, {cpus[1]})
-    os.sched_setaffinity(0, {cpus[0]})
-    return True
-
-
 class ServerProcess:
     """``script`` run in its own process, pinned apart from this one (``pinned``: whether that worked), listening on
     ``port``; it stops when its stdin is closed. With ``steps``, it times agentcost's steps inside every call and
@@ -387,16 +388,6 @@ async def paired(bare: Call, other: Callable[[], Call], pairs: int) -> tuple[lis
     finally:
         gc.enable()
     return differences, bare_times
-
-
-def median_with_interval(values: list[int]) -> tuple[float, float, float]:
-    """The median and a distribution-free 95 % confidence interval for it, in microseconds."""
-    ordered = sorted(values)
-    n = len(ordered)
-    half_width = 1.96 * n**0.5 / 2
-    low = ordered[max(0, int(n / 2 - half_width))]
-    high = ordered[min(n - 1, int(n / 2 + half_width))]
-    return statistics.median(ordered) / 1000, low / 1000, high / 1000
 
 
 class Instrumented:
