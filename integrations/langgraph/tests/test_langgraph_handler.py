@@ -78,7 +78,7 @@ def supervisor_graph(
     graph = StateGraph(SupervisorState)
     graph.add_node("supervisor", plan)
     graph.add_node("research_team", react_subgraph("researcher", researcher))
-    graph.add_node("check", check)  # type: ignore[type-var]
+    graph.add_node("check", check)
     graph.add_node("writing_team", react_subgraph("writer", writer))
     graph.add_edge(START, "supervisor")
     graph.add_edge("supervisor", "research_team")
