@@ -641,7 +641,11 @@ class _Watched:
 
 
 class _WatchedStream(_Watched):
-    __slots__ = ()
+    __slots__ = ("_items",)
+
+    def __init__(self, inner: Any, call: _Call, watch: StreamWatch, started_at: float) -> None:
+        super().__init__(inner, call, watch, started_at)
+        self._items: Iterator[Any] | None = None
 
     def __iter__(self) -> Iterator[Any]:
         # a generator: a for loop resumes its frame for each item instead of calling __next__ (a new frame) per item
@@ -660,17 +664,11 @@ class _WatchedStream(_Watched):
                 yield item
 
     def __next__(self) -> Any:
-        while True:
-            try:
-                item = self._next()
-            except StopIteration:
-                self._finish(None, "ended")
-                raise
-            except BaseException as error:
-                self._finish(error, "stream interrupted")
-                raise
-            if self._observe(item):
-                return item
+        # for a caller that calls next() itself: the same generator, made on first use (a for loop never gets here)
+        items = self._items
+        if items is None:
+            items = self._items = iter(self)
+        return next(items)
 
     def close(self) -> None:
         """Close the stream; if it had not ended, the call is charged for what was received."""
