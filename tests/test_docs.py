@@ -3,7 +3,8 @@
 A page whose examples need an adapter says so on its first line, ``<!-- requires: agentcost_langgraph -->`` (several
 modules separated by spaces or commas). Its examples are skipped, with the reason printed, when a module is not
 importable, so the core passes its tests with no adapter installed; under ``CI``, where everything is installed, a
-missing module fails the test instead.
+missing module fails the test instead. A page whose examples need an environment of their own says on its first
+line which test runs them instead, ``<!-- runs-in: integrations/kagenti/tests/test_kagenti_agent.py -->``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 SHELL_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
 REQUIRES = re.compile(r"\A<!-- requires: ([\w., ]+?) -->\n")
+RUNS_IN = re.compile(r"\A<!-- runs-in: ([\w./-]+) -->\n")
 ADAPTER_IMPORT = re.compile(r"^\s*(?:from|import) (agentcost_\w+)", re.M)
 
 
@@ -50,7 +52,13 @@ def require_modules(path: Path) -> None:
             pytest.skip(reason)
 
 
-@pytest.mark.parametrize("path", [p for p in DOCS if python_blocks(p)], ids=lambda p: p.name)
+def runs_in(path: Path) -> str | None:
+    """The test that runs a page's examples in an environment of their own, if its first line names one."""
+    match = RUNS_IN.match(path.read_text(encoding="utf-8"))
+    return match.group(1) if match else None
+
+
+@pytest.mark.parametrize("path", [p for p in DOCS if python_blocks(p) and not runs_in(p)], ids=lambda p: p.name)
 def test_doc_examples_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every python block of a page runs, in order, in one namespace (as a reader would paste them)."""
     require_modules(path)
@@ -70,10 +78,21 @@ def test_doc_examples_run(path: Path, tmp_path: Path, monkeypatch: pytest.Monkey
 def test_pages_declare_the_adapters_they_import() -> None:
     """A page whose examples import an adapter requires it on its first line, so the core's suite can skip it."""
     for path in DOCS:
+        if runs_in(path):
+            continue  # its own environment, its own test
         imported = {name for block in python_blocks(path) for name in ADAPTER_IMPORT.findall(block)}
         assert imported <= set(required_modules(path)), (
             f"{path.name}: add <!-- requires: {' '.join(sorted(imported))} -->"
         )
+
+
+def test_pages_run_elsewhere_are_run_by_the_test_they_name() -> None:
+    """A ``runs-in`` page names a test file that exists and reads that page's examples."""
+    elsewhere = {path.name: runs_in(path) for path in DOCS if runs_in(path)}
+    assert elsewhere  # docs/kagenti.md at least
+    for page, test in elsewhere.items():
+        assert test is not None
+        assert f'"{page}"' in (ROOT / test).read_text(encoding="utf-8"), f"{test} does not run {page}"
 
 
 def test_every_doc_page_has_a_runnable_example_or_is_reference() -> None:
