@@ -32,6 +32,7 @@ from agentcost._errors import (
 from agentcost._money import format_usd, to_money
 from agentcost._pricing import CustomPrice, PriceBook, Quote
 from agentcost._retry import retry_call, stop_when_unaffordable
+from agentcost._sink import SpanSink, add_sink, remove_sink
 from agentcost._span import Span, format_span_id, parse_span_id
 from agentcost._store import Amount, BudgetStore, Limit, LimitUsage, MemoryStore
 from agentcost._store_redis import RedisStore
@@ -72,13 +73,16 @@ __all__ = [
     "ReservationError",
     "SQLiteStore",
     "Span",
+    "SpanSink",
     "StoreUnavailable",
     "TreeFormatError",
     "Usage",
     "__version__",
+    "add_sink",
     "format_span_id",
     "format_usd",
     "parse_span_id",
+    "remove_sink",
     "retry_call",
     "run",
     "stop_when_unaffordable",

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final, Literal, TypeVar
 from agentcost._errors import BudgetError, BudgetExceeded, ReservationError
 from agentcost._money import EXACT, ZERO, exact_sub, format_usd, to_money
 from agentcost._pricing import PriceBook
+from agentcost._sink import emit_event
 from agentcost._store import Amount, BudgetStore, Limit, _refusal, check_max_cost, check_warn_at
 from agentcost._usage import Usage
 
@@ -448,8 +449,11 @@ class RunState:
     # -- outside the lock ------------------------------------------------------------------------------------------
     def emit(self, events: Sequence[BudgetEvent]) -> None:
         """Record events on the tree and call the hooks; a hook that raises is counted and logged, never re-raised."""
+        tree = self.tree
         for event in events:
-            self.tree.events.append(event)
+            tree.events.append(event)
+            if tree.sinks:
+                emit_event(tree.sinks, event, tree)
             for hook in self.hooks:
                 try:
                     hook(event)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from decimal import getcontext as _getcontext
 from decimal import setcontext as _setcontext
@@ -31,6 +31,7 @@ from agentcost._budget import (
 from agentcost._errors import BudgetError, InvalidAttributeType, ReservationError
 from agentcost._money import EXACT, ZERO, to_money
 from agentcost._pricing import PriceBook, default_price_book
+from agentcost._sink import SpanSink, emit_span, resolve_sinks
 from agentcost._span import KINDS, STATUSES, Span, merge_attrs, new_span_id
 from agentcost._store import BudgetStore, Limit
 from agentcost._tree import CostTree
@@ -523,6 +524,9 @@ class CostContext:
         if error is not None:
             span.error = error
         span.ended_at = _now()
+        sinks = self.tree.sinks
+        if sinks:
+            emit_span(sinks, span, self.tree)
 
     def __enter__(self) -> CostContext:
         return self
@@ -550,6 +554,7 @@ def run(
     store: BudgetStore | None = None,
     hold_ttl: float = 600.0,
     on_event: Callable[[BudgetEvent], object] | Sequence[Callable[[BudgetEvent], object]] | None = None,
+    sinks: Iterable[SpanSink] | None = None,
 ) -> CostContext:
     """Open the root node of a new cost tree and return its context; use it in a ``with`` block.
 
@@ -557,7 +562,9 @@ def run(
     inherited by every node; ``pricing`` is the price book (default: genai-prices' catalog); ``budget`` limits the
     whole run; ``store`` holds scoped limits across runs (every call is admitted against each limit whose scope the
     run's attribution matches); ``hold_ttl`` is when unresolved reservations expire; ``on_event`` is called for
-    every budget event (warnings, exceeded budgets, degradations) and may never break the run.
+    every budget event (warnings, exceeded budgets, degradations) and may never break the run; ``sinks`` receive
+    every finished span and budget event (the ledger's writer, the OpenTelemetry and Prometheus exporters; default:
+    those attached with :func:`agentcost.add_sink`).
     """
     _check_name("name", name)
     book = default_price_book() if pricing is None else pricing
@@ -573,6 +580,7 @@ def run(
     accounts = make_accounts((), budget, f"run {name!r}")
     root = Span(new_span_id(), None, "run", name, root_attrs, EMPTY_USAGE, ZERO, None, _now(), None)
     tree = CostTree(root)
+    tree.sinks = resolve_sinks(sinks)
     run_state = RunState(tree, book, checked_store, float(hold_ttl), hooks)
     limits = checked_store.matching(root_attrs) if checked_store is not None else ()
     for listener in _run_listeners:

@@ -24,7 +24,8 @@ Design:
 * **Expiry.** ``reserve``, ``usage`` and ``expire`` first delete the holds whose ``expires_at <= now`` (and subtract
   them from the held totals of the windows they hold), and forget settled ids older than a day. A commit whose hold
   has expired still adds its spend; it goes into the window current at commit time.
-* **Connections** are opened lazily, one per thread and per process: the store notes the pid that opened each one,
+* **Connections** (agentcost._sqlite.SQLiteFile, shared with the SQLite ledger) are opened lazily, one per thread
+  and per process: the store notes the pid that opened each one,
   so a store object inherited across ``fork`` opens fresh connections in the child instead of sharing the parent's.
 
 ``clock`` (seconds since the epoch) decides windows and expiry; tests pass a fake one.
@@ -34,16 +35,15 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from decimal import Decimal
-from typing import Final, TypeVar
+from typing import Final
 
-from agentcost._errors import BudgetError, StoreUnavailable
+from agentcost._errors import BudgetError
+from agentcost._sqlite import SQLiteFile
 from agentcost._store import NOTHING, Amount, BudgetStore, Limit, LimitUsage, check_amount, distinct_limits
 
 __all__ = ["SQLiteStore"]
@@ -78,18 +78,7 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS settled_by_until ON settled (until)",
 )
 
-_SYNCHRONOUS: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
-
 Key = tuple[str, str]
-_T = TypeVar("_T")
-
-
-def _is_busy(error: sqlite3.OperationalError) -> bool:
-    code = getattr(error, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    message = str(error)
-    return "locked" in message or "busy" in message
 
 
 class SQLiteStore(BudgetStore):
@@ -109,105 +98,30 @@ class SQLiteStore(BudgetStore):
         synchronous: str = "FULL",
     ) -> None:
         super().__init__()
-        self._path = os.fspath(path)
-        if self._path == ":memory:" or self._path.startswith("file::memory:"):
-            raise BudgetError("SQLiteStore needs a file: an in-memory database is not shared between connections")
-        if not busy_timeout > 0:
-            raise BudgetError(f"busy_timeout must be positive seconds, got {busy_timeout!r}")
-        if synchronous.upper() not in _SYNCHRONOUS:
-            raise BudgetError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {synchronous!r}")
-        self._clock = clock
-        self._busy_timeout = float(busy_timeout)
-        self._synchronous = synchronous.upper()
-        self._local = threading.local()
-        self._connections: list[tuple[int, sqlite3.Connection]] = []
-        self._connections_lock = threading.Lock()
-        self._schema_pid = 0
-        self._closed = False
-
-    # -- connections -----------------------------------------------------------------------------------------------
-    def _connection(self) -> sqlite3.Connection:
-        if self._closed:
-            raise BudgetError("this SQLiteStore is closed")
-        local = self._local
-        pid = os.getpid()
-        connection: sqlite3.Connection | None = getattr(local, "connection", None)
-        if connection is not None and getattr(local, "pid", 0) == pid:
-            return connection
-        # none yet in this thread, or one inherited across fork: never touch the parent's, open our own
-        connection = self._retrying(self._open)
-        local.connection = connection
-        local.pid = pid
-        with self._connections_lock:
-            self._connections = [(p, c) for p, c in self._connections if p == pid]
-            self._connections.append((pid, connection))
-        return connection
-
-    def _open(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(
-            self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        self._file = SQLiteFile(
+            path,
+            what="budget store",
+            busy_timeout=busy_timeout,
+            synchronous=synchronous,
+            create_schema=self._create_schema,
+            invalid=BudgetError,
         )
-        try:
-            connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()
-            if mode is None or str(mode[0]).lower() != "wal":
-                raise BudgetError(f"could not put {self._path} in WAL mode (journal_mode is {mode})")
-            connection.execute(f"PRAGMA synchronous = {self._synchronous}")
-            if self._schema_pid != os.getpid():
-                self._create_schema(connection)
-                self._schema_pid = os.getpid()
-        except BaseException:
-            connection.close()
-            raise
-        return connection
+        self._path = self._file.path
+        self._clock = clock
 
     def _create_schema(self, connection: sqlite3.Connection) -> None:
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _SCHEMA:
-                connection.execute(statement)
-            connection.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+        for statement in _SCHEMA:
+            connection.execute(statement)
+        connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None or row[0] != SCHEMA_VERSION:
+            found = None if row is None else row[0]
+            raise BudgetError(
+                f"{self._path} has budget store schema version {found!r}; this agentcost reads {SCHEMA_VERSION!r}"
             )
-            row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None or row[0] != SCHEMA_VERSION:
-                found = None if row is None else row[0]
-                raise BudgetError(
-                    f"{self._path} has budget store schema version {found!r}; this agentcost reads {SCHEMA_VERSION!r}"
-                )
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
 
-    def _retrying(self, action: Callable[[], _T]) -> _T:
-        """Run ``action``, retrying on SQLITE_BUSY/LOCKED (with jittered back-off) until ``busy_timeout`` passes."""
-        deadline = time.monotonic() + self._busy_timeout
-        pause = 0.001
-        while True:
-            try:
-                return action()
-            except sqlite3.OperationalError as error:
-                if not _is_busy(error):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise StoreUnavailable(
-                        f"SQLite budget store {self._path} stayed locked for {self._busy_timeout:g}s: {error}"
-                    ) from error
-            time.sleep(pause * (0.5 + random.random()))
-            pause = min(pause * 2, 0.05)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        connection = self._connection()
-        self._retrying(lambda: connection.execute("BEGIN IMMEDIATE"))
-        try:
-            yield connection
-            self._retrying(lambda: connection.execute("COMMIT"))
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._file.transaction()
 
     # -- rows ------------------------------------------------------------------------------------------------------
     @staticmethod
@@ -331,10 +245,4 @@ class SQLiteStore(BudgetStore):
 
     def close(self) -> None:
         """Close this process's connections (other threads' included); the store cannot be used afterwards."""
-        self._closed = True
-        pid = os.getpid()
-        with self._connections_lock:
-            mine = [connection for owner, connection in self._connections if owner == pid]
-            self._connections = []
-        for connection in mine:
-            connection.close()
+        self._file.close()

@@ -12,6 +12,7 @@ from typing import Any
 
 from agentcost._errors import TreeFormatError
 from agentcost._money import ZERO, exact_add, format_usd, to_money
+from agentcost._sink import SpanSink, emit_span
 from agentcost._span import COST_SOURCES, KINDS, NO_ATTRS, STATUSES, Span, format_span_id, merge_attrs, parse_span_id
 from agentcost._usage import Usage
 
@@ -43,7 +44,7 @@ class CostTree:
     lock, and every query takes the same lock, so no reader sees a cost on a span but not yet on its ancestors.
     """
 
-    __slots__ = ("_index", "_lock", "_spans", "events", "root")
+    __slots__ = ("_index", "_lock", "_spans", "events", "root", "sinks")
 
     root: Span
     """The root span (kind ``run``)."""
@@ -55,6 +56,8 @@ class CostTree:
         self._index: dict[int, Span] = {}
         self.events: list[Any] = []
         """Budget events of the run (``BudgetEvent``), in the order they happened."""
+        self.sinks: tuple[SpanSink, ...] = ()
+        """Where the run's finished spans and budget events go (set by :func:`agentcost.run`)."""
 
     # -- recording (used by CostContext) ------------------------------------------------------------------------------
     def _attach(self, span: Span) -> None:
@@ -86,6 +89,8 @@ class CostTree:
             while node is not None:
                 node.total_cost = exact_add(node.total_cost, cost)
                 node = node.parent
+        if self.sinks and span.ended_at is not None:  # a finished leaf; containers go to the sinks when they end
+            emit_span(self.sinks, span, self)
 
     # -- queries -------------------------------------------------------------------------------------------------------
     @property

@@ -1,8 +1,11 @@
-"""Shared fixtures: the Redis server the store tests use, a fake clock, and a TCP proxy that can cut Redis off.
+"""Shared fixtures: the Redis and PostgreSQL servers the store and ledger tests use, a fake clock, and a TCP proxy
+that can cut Redis off.
 
-Importing this module is cheap: redis-py is imported, and the server contacted, only when a test asks for
-``redis_url``. The URL comes from ``AGENTCOST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``); when nothing
-answers there, the tests that need it are skipped with the reason printed, except under ``CI`` where they fail.
+Importing this module is cheap: redis-py and psycopg are imported, and the servers contacted, only when a test asks
+for ``redis_url`` or ``postgres_url``. The URLs come from ``AGENTCOST_REDIS_URL`` (default
+``redis://127.0.0.1:6379/0``) and ``AGENTCOST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``);
+when nothing answers there, the tests that need them are skipped with the reason printed, except under ``CI`` where
+they fail.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import pytest
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 class FakeClock:
@@ -45,6 +50,43 @@ def clock() -> FakeClock:
     return FakeClock(at("2026-01-31T23:30:00"))
 
 
+def unavailable(reason: str) -> NoReturn:
+    """A server the test needs is not there: skip, saying why (fail under CI, where it must be)."""
+    print(reason)
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The URL of a PostgreSQL server that accepts a connection; skips (fails under CI) when there is none."""
+    url = os.environ.get("AGENTCOST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.Error as error:
+        unavailable(f"no PostgreSQL server at {url} ({error}); set AGENTCOST_POSTGRES_URL to run the ledger tests")
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A URL whose connections work in a fresh schema of their own, dropped after the test."""
+    import psycopg
+
+    schema = f"agentcost_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in postgres_server else "?"
+    try:
+        yield f"{postgres_server}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The URL of a Redis server that answers PING; skips the test (fails it under CI) when there is none."""
@@ -55,11 +97,7 @@ def redis_url() -> str:
     try:
         client.ping()
     except redis.RedisError as error:
-        reason = f"no Redis server at {url} ({error}); set AGENTCOST_REDIS_URL to run the Redis store tests"
-        print(reason)
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"no Redis server at {url} ({error}); set AGENTCOST_REDIS_URL to run the Redis store tests")
     finally:
         client.close()
     return url

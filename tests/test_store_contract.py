@@ -702,7 +702,7 @@ def test_sqlite_forgets_settled_ids_after_a_day(tmp_path: Path, clock: FakeClock
     assert store.usage(limit).spent.cost == Decimal("0.5")
     clock.advance(1)
     store.expire()
-    assert store._connection().execute("SELECT count(*) FROM settled").fetchone() == (0,)
+    assert store._file.connection().execute("SELECT count(*) FROM settled").fetchone() == (0,)
     store.close()
 
 
@@ -786,19 +786,19 @@ def test_sqlite_store_used_across_fork_opens_its_own_connection(tmp_path: Path) 
     store = SQLiteStore(tmp_path / "budget.db")
     limit = team("1")
     store.charge([limit], cost("0.25"))
-    parent_connection = store._connection()
+    parent_connection = store._file.connection()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 1
         try:
-            if store._connection() is not parent_connection:
+            if store._file.connection() is not parent_connection:
                 store.charge([limit], cost("0.5"))
                 code = 0
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert store._connection() is parent_connection
+    assert store._file.connection() is parent_connection
     assert store.usage(limit).spent.cost == Decimal("0.75")
     store.close()
 
