@@ -70,7 +70,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX spans_by_run ON spans (run_id)",
         "CREATE INDEX spans_by_start ON spans (started_at)",
-        "CREATE INDEX spans_by_day_team ON spans (day, team)",
+        "CREATE INDEX spans_by_day_team ON spans (day, team) INCLUDE (kind, cost, input_tokens, output_tokens)",
         """CREATE TABLE budget_events (
             seq BIGSERIAL PRIMARY KEY,
             run_id BIGINT NOT NULL,

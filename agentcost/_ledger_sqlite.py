@@ -78,7 +78,9 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX spans_by_run ON spans (run_id)",
         "CREATE INDEX spans_by_start ON spans (started_at)",
-        "CREATE INDEX spans_by_day_team ON spans (day, team)",
+        # covers spend by team by day (the daily chargeback query) without touching the table
+        "CREATE INDEX spans_by_day_team ON spans (day, team, kind, cost_e12, input_tokens, output_tokens)",
+        "CREATE INDEX spans_inexact ON spans (span_id) WHERE cost_inexact = 1",
         """CREATE TABLE budget_events (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
             run_id INTEGER NOT NULL,
@@ -183,7 +185,7 @@ class SQLiteLedger(Ledger):
         columns = group_columns(by)
         clause, params = where_clause(since, until, where)
         keys = ", ".join(columns)
-        counts = f"SUM(cost IS NULL), SUM(kind IN {_LEAVES}), SUM(input_tokens), SUM(output_tokens)"
+        counts = f"SUM(cost_e12 IS NULL), SUM(kind IN {_LEAVES}), SUM(input_tokens), SUM(output_tokens)"
         try:
             rows = self._query(
                 f"SELECT {keys}, SUM(cost_e12), {counts} FROM spans{clause} GROUP BY {keys} ORDER BY {keys}", params
