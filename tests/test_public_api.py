@@ -114,6 +114,24 @@ EXPECTED_WIRE_ALL = [
 
 EXPECTED_REMOTE_ALL = ["Delegation", "Served", "delegate", "serve"]
 
+EXPECTED_LEDGER_ALL = [
+    "FOCUS_COLUMNS",
+    "GROUP_COLUMNS",
+    "BudgetEventRecord",
+    "Ledger",
+    "LedgerError",
+    "LedgerWriter",
+    "PostgresLedger",
+    "RunSummary",
+    "SQLiteLedger",
+    "SpanRecord",
+    "SpendRow",
+    "WriterStats",
+    "open_ledger",
+    "write_focus_csv",
+    "write_jsonl",
+]
+
 # Packages an adapter may need; the core must never import them.
 ADAPTER_PACKAGES = [
     "anthropic",
@@ -127,9 +145,35 @@ ADAPTER_PACKAGES = [
     "mcp",
     "openai",
     "opentelemetry",
+    "prometheus_client",
+    "psycopg",
     "pydantic_ai",
     "redis",
 ]
+
+
+def test_ledger_all_is_locked_and_postgres_loads_lazily() -> None:
+    """agentcost.ledger's public names; psycopg is imported only when PostgreSQL is used."""
+    import agentcost.ledger
+
+    assert agentcost.ledger.__all__ == EXPECTED_LEDGER_ALL
+    assert all(hasattr(agentcost.ledger, name) for name in EXPECTED_LEDGER_ALL)
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys, agentcost.ledger; print('psycopg' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "False"
+
+
+def test_exporter_modules_all_are_locked() -> None:
+    import agentcost.otel
+    import agentcost.prometheus
+
+    assert agentcost.otel.__all__ == ["CountingExporter", "ExportStats", "OTelSink"]
+    assert agentcost.prometheus.__all__ == ["DEFAULT_LABELS", "OVERFLOW", "SPAN_LABELS", "PrometheusSink"]
 
 
 def test_all_is_locked() -> None:
