@@ -8,6 +8,7 @@ stored: they are sums over records, so nothing can be counted twice.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from abc import ABC, abstractmethod
@@ -77,8 +78,14 @@ def from_signed(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
 
 
+@functools.lru_cache(maxsize=4096)
+def _day_of(day_number: int) -> str:
+    return datetime.fromtimestamp(day_number * 86_400, UTC).strftime("%Y-%m-%d")
+
+
 def utc_day(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+    """The UTC day of ``timestamp`` (``YYYY-MM-DD``); cached by day number: the writer asks for it per span."""
+    return _day_of(int(timestamp // 86_400))
 
 
 def canonical(amount: Decimal) -> Decimal:
@@ -256,8 +263,13 @@ class RunSummary:
     spans: int
 
 
-def _json(value: Mapping[str, str] | Sequence[str]) -> str | None:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=isinstance(value, Mapping)) or None
+_ENCODE_SORTED = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _json(value: Mapping[str, str] | Sequence[str]) -> str:
+    # prebuilt encoders: json.dumps with options builds a new JSONEncoder on every call
+    return _ENCODE_SORTED(value) if isinstance(value, Mapping) else _ENCODE(value)
 
 
 def span_row(record: SpanRecord) -> tuple[Any, ...]:
