@@ -470,6 +470,28 @@ class Ledger(ABC):
     def _cost(self, value: Any) -> Decimal | None:
         """A stored ``cost`` column value as exact money."""
 
+    _cost_order = "cost"
+    """The column to order by cost (SQLite's ``cost`` is text: it orders by its integer sub-units)."""
+
+    def top_spans(
+        self,
+        n: int = 10,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        where: Mapping[str, str] | None = None,
+    ) -> list[SpanRecord]:
+        """The ``n`` priced spans with the highest self cost (the calls where the money went)."""
+        if type(n) is not int or n < 1:
+            raise LedgerError(f"n must be a positive int, got {n!r}")
+        clause, params = where_clause(since, until, where)
+        priced = f"{clause} AND cost IS NOT NULL" if clause else " WHERE cost IS NOT NULL"
+        sql = (
+            f"SELECT {', '.join(SPAN_COLUMNS)}, cost FROM spans{priced}"
+            f" ORDER BY {self._cost_order} DESC, span_id LIMIT {n}"
+        )
+        return [record_from_row(row[:-1], self._cost(row[-1])) for row in self._query(sql, params)]
+
     def spans(
         self,
         *,

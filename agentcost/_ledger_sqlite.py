@@ -184,6 +184,8 @@ class SQLiteLedger(Ledger):
         connection = self._file.connection()
         return self._file.retrying(lambda: connection.execute(sql, params).fetchall())
 
+    _cost_order = "cost_e12"
+
     def _cost(self, value: Any) -> Decimal | None:
         return None if value is None else Decimal(value)
 

@@ -112,13 +112,23 @@ def test_readme_commands_are_what_ci_runs() -> None:
     assert tests in ci.splitlines()
 
 
-def test_demo_command_prints_tree_and_totals() -> None:
-    """`agentcost demo` runs end to end and prints the tree, the total and the per-model table."""
+def test_demo_command_prints_tree_and_totals(tmp_path: Path) -> None:
+    """`agentcost demo` runs end to end and prints the tree, the total and the per-model table, then writes the
+    30-day ledger where it runs, finds the planted anomaly and names the command that opens the dashboard."""
     result = subprocess.run(
-        [sys.executable, "-m", "agentcost", "demo"], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "agentcost", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
     )
     assert result.returncode == 0, result.stderr
     assert "agent researcher" in result.stdout
     assert "llm claude-sonnet-4-5" in result.stdout
     assert "Total: $0.0763095 + 1 unpriced" in result.stdout
     assert "Cost by model" in result.stdout
+    assert (tmp_path / "agentcost-demo.db").is_file()
+    assert "Anomaly: team=ads" in result.stdout
+    assert "agentcost dashboard" in result.stdout
