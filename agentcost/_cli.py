@@ -533,6 +533,37 @@ def export(
     typer.echo(f"wrote {n} {'spans' if format == 'jsonl' else 'charges'} to {out}", err=True)
 
 
+@app.command()
+def alerts(
+    ledger: LedgerOption = str(DEMO_LEDGER),
+    budget: Annotated[
+        str | None, typer.Option(help="A monthly budget in dollars: alert at 80% used, and when it is exceeded.")
+    ] = None,
+    as_of: Annotated[str | None, typer.Option(help="Evaluate as of this day (YYYY-MM-DD); default today.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """The ledger's standing alerts: a team's daily spend at 2x its baseline in the last week; with --budget, the
+    month's spend at 80% of it (or over it)."""
+    from agentcost.alerts import default_ledger_rules, evaluate
+
+    today = _day(as_of, datetime.now(UTC).date())
+    try:
+        rules = default_ledger_rules(budget=budget)
+    except (TypeError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from error
+    with _open(ledger) as opened:
+        found = _guard(lambda: evaluate(opened, rules, today=today))
+    if json_output:
+        _emit([alert.to_dict() for alert in found])
+        return
+    console = Console()
+    if not found:
+        console.print("No alerts.")
+    for alert in found:
+        style = "bold red" if alert.severity == "critical" else "bold yellow"
+        console.print(f"[{style}]{alert.severity}[/{style}] {alert.message}", highlight=False)
+
+
 def _finops_demo(path: Path, console: Console) -> None:
     """The thirty-day half of the demo: write the ledger, then report, anomalies, forecast and the next command."""
     try:

@@ -152,3 +152,14 @@ def test_a_missing_ledger_says_how_to_make_one(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", "--ledger", str(tmp_path / "none.db")])
     assert result.exit_code == 2
     assert "agentcost demo" in " ".join(result.output.split())
+
+
+def test_alerts_on_the_demo_ledger(demo: tuple[str, Any]) -> None:
+    """The runaway day is an alert (it is within the last week); a $50 monthly budget is past its 80%."""
+    path, result = demo
+    found = invoke("alerts", "--ledger", path, "--as-of", result.last_day.isoformat(), "--budget", "50", "--json")
+    assert any("ads" in alert["subject"] and alert["rule"] for alert in found)
+    assert any(alert["severity"] == "critical" for alert in found)  # the month spent more than $50
+    assert invoke("alerts", "--ledger", path, "--as-of", result.last_day.isoformat(), "--json") != []
+    bad = runner.invoke(app, ["alerts", "--ledger", path, "--budget", "lots"])
+    assert bad.exit_code == 2

@@ -168,6 +168,43 @@ def test_ledger_all_is_locked_and_postgres_loads_lazily() -> None:
     assert result.stdout.strip() == "False"
 
 
+def test_finops_modules_all_are_locked() -> None:
+    import agentcost.alerts
+    import agentcost.analytics
+
+    assert agentcost.analytics.__all__ == [
+        "Anomaly",
+        "Forecast",
+        "Runway",
+        "UnitCost",
+        "anomalies",
+        "daily_spend",
+        "forecast",
+        "runway",
+        "unit_costs",
+    ]
+    assert agentcost.alerts.__all__ == [
+        "Alert",
+        "AlertMonitor",
+        "AlertSink",
+        "BudgetUsed",
+        "BudgetUsedOnLedger",
+        "CallbackSink",
+        "DailySpendTrend",
+        "DeliveryStats",
+        "LedgerAlerts",
+        "LedgerRule",
+        "LiveRule",
+        "LogSink",
+        "MonitorStats",
+        "Severity",
+        "SpendOver",
+        "WebhookSink",
+        "default_ledger_rules",
+        "evaluate",
+    ]
+
+
 def test_exporter_modules_all_are_locked() -> None:
     import agentcost.otel
     import agentcost.prometheus
