@@ -564,6 +564,28 @@ def alerts(
         console.print(f"[{style}]{alert.severity}[/{style}] {alert.message}", highlight=False)
 
 
+@app.command()
+def dashboard(
+    ledger: LedgerOption = str(DEMO_LEDGER),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to listen on; keep 127.0.0.1 unless you mean to share it.")] = (
+        "127.0.0.1"
+    ),
+    days: DaysOption = 30,
+    budget: Annotated[str | None, typer.Option(help="A monthly budget in dollars, for the burn-down chart.")] = None,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open it in the default browser.")] = False,
+) -> None:
+    """Serve the local web dashboard from the ledger until Ctrl-C: spend over time by team, by feature and model,
+    top runs, anomalies, the forecast with its band, the budget burn-down, and every run's cost tree."""
+    from agentcost._dashboard import run_dashboard
+
+    with _open(ledger) as opened:
+        try:
+            run_dashboard(opened, host=host, port=port, days=days, budget=budget, open_browser=open_browser)
+        except (TypeError, ValueError) as error:
+            raise typer.BadParameter(str(error)) from error
+
+
 def _finops_demo(path: Path, console: Console) -> None:
     """The thirty-day half of the demo: write the ledger, then report, anomalies, forecast and the next command."""
     try:

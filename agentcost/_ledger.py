@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from agentcost._errors import AgentCostError
 from agentcost._money import EXACT, ZERO
-from agentcost._span import format_span_id
+from agentcost._span import format_span_id, parse_span_id
 
 if TYPE_CHECKING:
     from agentcost._budget import BudgetEvent
@@ -425,23 +425,37 @@ def sorted_spend(rows: list[SpendRow]) -> list[SpendRow]:
 def where_clause(
     since: float | None, until: float | None, where: Mapping[str, str] | None, *, run_id: int | None = None
 ) -> tuple[str, list[Any]]:
-    """``WHERE`` over the start time (``since <= started_at < until``), attribution columns and the run."""
+    """``WHERE`` over the start time (``since <= started_at < until``), attribution columns and the run.
+
+    A bound at a UTC midnight (every day-range query: the CLI's, the analytics') is written on the ``day`` column
+    instead, which is the same set of spans and lets the covering ``(day, team, ...)`` index answer the query."""
     parts: list[str] = []
     params: list[Any] = []
     for bound, op in ((since, ">="), (until, "<")):
         if bound is not None:
             if isinstance(bound, bool) or not isinstance(bound, int | float) or not math.isfinite(bound):
                 raise LedgerError(f"since and until are seconds since the epoch, got {bound!r}")
-            parts.append(f"started_at {op} ?")
-            params.append(float(bound))
+            if bound % 86_400 == 0:
+                parts.append(f"day {op} ?")
+                params.append(utc_day(bound))
+            else:
+                parts.append(f"started_at {op} ?")
+                params.append(float(bound))
     for key, value in (where or {}).items():
         column = GROUP_COLUMNS.get(key)
         if column is None or key in ("day", "month"):
-            raise LedgerError(f"cannot filter on {key!r}: choose among {sorted(set(GROUP_COLUMNS) - {'month'})}")
+            allowed = sorted(set(GROUP_COLUMNS) - {"day", "month"})
+            raise LedgerError(f"cannot filter on {key!r}: choose among {allowed} (and since/until for time)")
         if type(value) is not str:
             raise LedgerError(f"filter values are strings, got {key}={value!r}")
         parts.append(f"{column} = ?")
-        params.append(to_signed(int(value, 16)) if key == "run" else value)
+        if key == "run":
+            try:
+                params.append(to_signed(parse_span_id(value)))
+            except ValueError as error:
+                raise LedgerError(str(error)) from None
+        else:
+            params.append(value)
     if run_id is not None:
         parts.append("run_id = ?")
         params.append(to_signed(run_id))

@@ -212,7 +212,9 @@ class SQLiteLedger(Ledger):
         n = len(columns)
         totals = {tuple(row[:n]): Decimal(row[n] or 0).scaleb(-_SCALE) for row in rows}
         inexact_clause = f"{clause} AND cost_inexact = 1" if clause else " WHERE cost_inexact = 1"
-        for row in self._query(f"SELECT {keys}, cost, cost_e12 FROM spans{inexact_clause}", params):
+        # the partial index holds only the rare inexact rows: left to itself the planner prefers the day index
+        inexact = f"SELECT {keys}, cost, cost_e12 FROM spans INDEXED BY spans_inexact{inexact_clause}"
+        for row in self._query(inexact, params):
             key = tuple(row[:n])
             totals[key] = sum_exact((totals[key], Decimal(row[n]), -Decimal(row[n + 1]).scaleb(-_SCALE)))
         return sorted_spend(
@@ -269,9 +271,11 @@ class SQLiteLedger(Ledger):
             params,
         )
         corrections: dict[int, list[Decimal]] = {}
-        for run_id, cost, e12 in self._query(
-            f"SELECT r.span_id, s.cost, s.cost_e12 FROM {joined} WHERE s.cost_inexact = 1", params
-        ):
+        inexact = (
+            f"SELECT r.span_id, s.cost, s.cost_e12 FROM (SELECT * FROM spans{roots}) r"
+            " JOIN spans s INDEXED BY spans_inexact ON s.run_id = r.span_id WHERE s.cost_inexact = 1"
+        )
+        for run_id, cost, e12 in self._query(inexact, params):
             corrections.setdefault(run_id, []).extend((Decimal(cost), -Decimal(e12).scaleb(-_SCALE)))
         summaries = [
             RunSummary(

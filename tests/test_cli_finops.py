@@ -163,3 +163,34 @@ def test_alerts_on_the_demo_ledger(demo: tuple[str, Any]) -> None:
     assert invoke("alerts", "--ledger", path, "--as-of", result.last_day.isoformat(), "--json") != []
     bad = runner.invoke(app, ["alerts", "--ledger", path, "--budget", "lots"])
     assert bad.exit_code == 2
+
+
+def test_dashboard_command_serves_the_ledger(demo: tuple[str, Any]) -> None:
+    """`agentcost dashboard` in a subprocess: it prints its address, serves the summary, and stops on Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    path, _ = demo
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentcost", "dashboard", "--ledger", path, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        url = line.split()[2]
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "api/summary", timeout=30) as response:
+            summary = json.loads(response.read())
+        assert summary
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    assert process.returncode == 0
