@@ -14,13 +14,13 @@ import logging
 import threading
 import time
 import weakref
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from agentcost._ledger import BudgetEventRecord, Ledger, LedgerError, SpanRecord
+from agentcost._worker import QueueWorker
 
 if TYPE_CHECKING:
     from agentcost._budget import BudgetEvent
@@ -80,32 +80,30 @@ class LedgerWriter:
             retry=retry_if_exception_type(Exception),
             reraise=True,
         )
-        self._queue: deque[tuple[object, ...]] = deque()
         self._in_flight = 0
         self._dropped = 0
         self._written = 0
         self._failed_batches = 0
         self._counts_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="agentcost-ledger-writer", daemon=True)
-        self._thread.start()
+        self._worker: QueueWorker[tuple[object, ...]] = QueueWorker(
+            "agentcost-ledger-writer",
+            self._handle,
+            max_queue=max_queue,
+            batch_size=batch_size,
+            interval=self.flush_interval,
+        )
         _open_writers.add(self)
 
     # -- the call path -------------------------------------------------------------------------------------------
     def on_span(self, span: Span, tree: CostTree) -> None:
         """Queue ``span`` (a reference: it is converted in the background); drop and count it if the queue is full."""
-        if len(self._queue) >= self.max_queue:
+        if not self._worker.put((span, tree)):
             self._drop(1)
-            return
-        self._queue.append((span, tree))
 
     def on_event(self, event: BudgetEvent, tree: CostTree) -> None:
         """Queue a budget event, stamped with the time it arrived."""
-        if len(self._queue) >= self.max_queue:
+        if not self._worker.put((_EVENT, event, tree, time.time())):
             self._drop(1)
-            return
-        self._queue.append((_EVENT, event, tree, time.time()))
 
     def _drop(self, n: int) -> None:
         with self._counts_lock:
@@ -114,25 +112,14 @@ class LedgerWriter:
     # -- control ---------------------------------------------------------------------------------------------------
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Wait until everything received before this call is written (or dropped); ``False`` on timeout."""
-        if not self._thread.is_alive():
-            return not self._queue
-        done = threading.Event()
-        self._queue.append((done,))
-        self._wake.set()
-        return done.wait(timeout)
+        return self._worker.flush(timeout)
 
     def close(self, timeout: float | None = 10.0) -> bool:
         """Flush, then stop the background thread; ``False`` if the flush did not finish in ``timeout``. Whatever
         is left is counted as dropped (and logged)."""
-        flushed = self.flush(timeout)
-        self._stopping = True
-        self._wake.set()
-        self._thread.join(timeout)
+        flushed, left = self._worker.close(timeout)
         _open_writers.discard(self)
-        left = len(self._queue)
-        if left:
-            self._queue.clear()
-            self._drop(left)
+        self._drop(left)
         stats = self.stats()
         if stats.dropped:
             logger.warning(
@@ -148,57 +135,35 @@ class LedgerWriter:
         """A snapshot (``received`` is derived: what was written, dropped, or is still queued or being written)."""
         with self._counts_lock:
             written, dropped, failed, in_flight = self._written, self._dropped, self._failed_batches, self._in_flight
-        queued = sum(1 for item in list(self._queue) if len(item) > 1) + in_flight
+        queued = self._worker.queued() + in_flight
         return WriterStats(written + dropped + queued, written, dropped, queued, failed)
 
     # -- the background thread -------------------------------------------------------------------------------------
-    def _run(self) -> None:
-        queue = self._queue
-        while True:
-            if not queue:
-                if self._stopping:
-                    return
-                self._wake.wait(self.flush_interval)
-                self._wake.clear()
-                continue
-            spans: list[SpanRecord] = []
-            events: list[BudgetEventRecord] = []
-            markers: list[threading.Event] = []
-            taken = 0
-            while queue and taken < self.batch_size:
-                item = queue.popleft()
-                if len(item) == 1:
-                    marker = item[0]
-                    assert isinstance(marker, threading.Event)
-                    markers.append(marker)
-                    break  # write what came before the flush, then answer it
-                taken += 1
-                try:
-                    if item[0] is _EVENT:
-                        _, event, tree, at = item
-                        events.append(BudgetEventRecord.from_event(event, tree, at))  # type: ignore[arg-type]
-                    else:
-                        span, tree = item
-                        spans.append(SpanRecord.from_span(span, tree))  # type: ignore[arg-type]
-                except Exception:  # a span that cannot be converted is dropped, counted and logged
-                    logger.exception("agentcost ledger writer could not convert a span; dropped")
-                    self._drop(1)
-            with self._counts_lock:
-                self._in_flight = len(spans) + len(events)
-            self._write(spans, events)
-            for marker in markers:
-                marker.set()
-
-    def _write(self, spans: list[SpanRecord], events: list[BudgetEventRecord]) -> None:
+    def _handle(self, batch: list[tuple[object, ...]]) -> None:
+        with self._counts_lock:
+            self._in_flight = len(batch)
+        spans: list[SpanRecord] = []
+        events: list[BudgetEventRecord] = []
+        lost = 0
+        for item in batch:
+            try:
+                if item[0] is _EVENT:
+                    _, event, tree, at = item
+                    events.append(BudgetEventRecord.from_event(event, tree, at))  # type: ignore[arg-type]
+                else:
+                    span, tree = item
+                    spans.append(SpanRecord.from_span(span, tree))  # type: ignore[arg-type]
+            except Exception:  # a span that cannot be converted is dropped, counted and logged
+                logger.exception("agentcost ledger writer could not convert a span; dropped")
+                lost += 1
         n = len(spans) + len(events)
-        if not n:
-            return
-        # Retried whole: the ledger's writes are idempotent on span id and a failed transaction wrote nothing.
         try:
-            self._retrying(self.ledger.write, spans, events)
+            # Retried whole: the ledger's writes are idempotent on span id and a failed transaction wrote nothing.
+            if n:
+                self._retrying(self.ledger.write, spans, events)
         except Exception as error:
             with self._counts_lock:
-                self._dropped += n
+                self._dropped += n + lost
                 self._in_flight = 0
                 self._failed_batches += 1
                 first = self._failed_batches == 1
@@ -207,6 +172,7 @@ class LedgerWriter:
             return
         with self._counts_lock:
             self._written += n
+            self._dropped += lost
             self._in_flight = 0
 
 

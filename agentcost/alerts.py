@@ -28,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSet, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -42,6 +42,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from agentcost._money import EXACT, ZERO, exact_add, format_usd, to_money
 from agentcost._span import format_span_id
 from agentcost._store import window_key
+from agentcost._worker import QueueWorker
 
 if TYPE_CHECKING:
     from agentcost._budget import BudgetEvent
@@ -308,48 +309,30 @@ class WebhookSink:
             retry=retry_if_exception(_retryable),
             reraise=True,
         )
-        self._queue: deque[Alert | threading.Event] = deque()
-        self._pending = 0  # alerts in the queue
         self._in_flight = 0
         self._sent = 0
         self._failed = 0
         self._dropped = 0
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="agentcost-alerts-webhook", daemon=True)
-        self._thread.start()
+        self._worker: QueueWorker[Alert] = QueueWorker(
+            "agentcost-alerts-webhook", self._deliver_all, max_queue=max_queue
+        )
         _open.add(self)
 
     def send(self, alert: Alert) -> None:
         """Queue ``alert`` for posting and return at once; drop and count it if the queue is full or closed."""
-        with self._lock:
-            if self._pending >= self.max_queue or self._stopping:
+        if not self._worker.put(alert):
+            with self._lock:
                 self._dropped += 1
-                return
-            self._pending += 1
-            self._queue.append(alert)
-        self._wake.set()
 
     def flush(self, timeout: float | None = 10.0) -> bool:
-        if not self._thread.is_alive():
-            return not self._pending
-        done = threading.Event()
-        self._queue.append(done)
-        self._wake.set()
-        return done.wait(timeout)
+        return self._worker.flush(timeout)
 
     def close(self, timeout: float | None = 10.0) -> bool:
-        flushed = self.flush(timeout)
-        self._stopping = True
-        self._wake.set()
-        self._thread.join(timeout)
+        flushed, left = self._worker.close(timeout)
         _open.discard(self)
         with self._lock:
-            left = self._pending
-            self._pending = 0
             self._dropped += left
-            self._queue.clear()
         stats = self.stats()
         if stats.failed or stats.dropped:
             logger.warning(
@@ -364,28 +347,16 @@ class WebhookSink:
 
     def stats(self) -> DeliveryStats:
         with self._lock:
-            queued = self._pending + self._in_flight
+            queued = self._worker.queued() + self._in_flight
             return DeliveryStats(
                 self._sent + self._failed + self._dropped + queued, self._sent, self._failed, self._dropped, queued
             )
 
-    def _run(self) -> None:
-        queue = self._queue
-        while True:
-            if not queue:
-                if self._stopping:
-                    return
-                self._wake.wait(0.5)
-                self._wake.clear()
-                continue
-            item = queue.popleft()
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
+    def _deliver_all(self, alerts: list[Alert]) -> None:
+        for alert in alerts:
             with self._lock:
-                self._pending -= 1
                 self._in_flight = 1
-            self._deliver(item)
+            self._deliver(alert)
 
     def _deliver(self, alert: Alert) -> None:
         body = json.dumps(alert.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
@@ -690,14 +661,9 @@ class AlertMonitor:
         self._event_rules = tuple(rule for rule in self.rules if type(rule).on_event is not LiveRule.on_event)
         self._lock = threading.Lock()
         self._fired: OrderedDict[str, None] = OrderedDict()
-        self._queue: deque[Alert | threading.Event] = deque()
-        self._pending = 0
         self._counts = {"fired": 0, "delivered": 0, "dropped": 0, "duplicates": 0, "rule_errors": 0, "sink_errors": 0}
         self._in_flight = 0
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="agentcost-alerts", daemon=True)
-        self._thread.start()
+        self._worker: QueueWorker[Alert] = QueueWorker("agentcost-alerts", self._deliver, max_queue=max_queue)
         _open.add(self)
 
     # -- the call path -----------------------------------------------------------------------------------------------
@@ -744,12 +710,8 @@ class AlertMonitor:
         if len(fired) > self.max_keys:
             fired.popitem(last=False)
         counts["fired"] += 1
-        if self._pending >= self.max_queue or self._stopping:
+        if not self._worker.put(alert):
             counts["dropped"] += 1
-            return
-        self._pending += 1
-        self._queue.append(alert)
-        self._wake.set()
 
     def _rule_failed(self, rule: LiveRule, error: Exception) -> None:
         self._counts["rule_errors"] += 1
@@ -771,12 +733,8 @@ class AlertMonitor:
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Wait until every alert queued before this call has gone to every sink, then flush the sinks."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        if self._thread.is_alive():
-            done = threading.Event()
-            self._queue.append(done)
-            self._wake.set()
-            if not done.wait(timeout):
-                return False
+        if not self._worker.flush(timeout):
+            return False
         ok = True
         for sink in self.sinks:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -790,14 +748,10 @@ class AlertMonitor:
     def close(self, timeout: float | None = 10.0) -> bool:
         """Flush, stop the delivery thread and close the sinks; alerts found afterwards are dropped and counted."""
         flushed = self.flush(timeout)
-        self._stopping = True
-        self._wake.set()
-        self._thread.join(timeout)
+        _, left = self._worker.close(timeout)
         _open.discard(self)
         with self._lock:
-            self._counts["dropped"] += self._pending
-            self._pending = 0
-            self._queue.clear()
+            self._counts["dropped"] += left
         for sink in self.sinks:
             try:
                 sink.close(timeout)
@@ -808,7 +762,7 @@ class AlertMonitor:
     def stats(self) -> MonitorStats:
         with self._lock:
             counts = dict(self._counts)
-            queued = self._pending + self._in_flight
+            queued = self._worker.queued() + self._in_flight
         return MonitorStats(
             counts["fired"],
             counts["delivered"],
@@ -826,25 +780,13 @@ class AlertMonitor:
         self.close()
 
     # -- the delivery thread -----------------------------------------------------------------------------------------
-    def _run(self) -> None:
-        queue = self._queue
-        while True:
-            if not queue:
-                if self._stopping:
-                    return
-                self._wake.wait(0.5)
-                self._wake.clear()
-                continue
-            item = queue.popleft()
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
+    def _deliver(self, alerts: list[Alert]) -> None:
+        for alert in alerts:
             with self._lock:
-                self._pending -= 1
                 self._in_flight = 1
             for sink in self.sinks:
                 try:
-                    sink.send(item)
+                    sink.send(alert)
                 except Exception as error:
                     self._sink_failed(sink, error)
             with self._lock:
