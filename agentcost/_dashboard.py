@@ -513,6 +513,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # Stopping must not wait for a request thread a client keeps open (a browser's idle keep-alive connection):
+    # they are daemon threads and only read the ledger through the query worker.
+    block_on_close = False
     dashboard: DashboardServer
 
 

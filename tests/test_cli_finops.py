@@ -189,8 +189,10 @@ def test_dashboard_command_serves_the_ledger(demo: tuple[str, Any]) -> None:
         assert summary
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=20)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
-    assert process.returncode == 0
+        try:
+            _, errors = process.communicate(timeout=30)  # drains both pipes while it stops
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, errors = process.communicate()
+            pytest.fail(f"agentcost dashboard did not stop on SIGINT; stderr: {errors[-3000:]}")
+    assert process.returncode == 0, errors[-3000:]
