@@ -29,10 +29,11 @@ import logging
 import math
 import os
 import re
+import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -627,6 +628,24 @@ def serve_dashboard(
     return DashboardServer(ledger, host=host, port=port, days=days, budget=budget, today=today).start()
 
 
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a service manager's stop, or a parent that started us with SIGINT ignored) stops the server the way
+    Ctrl-C does; the previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_dashboard(
     ledger: Ledger | str | os.PathLike[str],
     *,
@@ -638,7 +657,7 @@ def run_dashboard(
     open_browser: bool = False,
     out: IO[str] | None = None,
 ) -> None:
-    """Serve the dashboard until Ctrl-C (``agentcost dashboard --ledger PATH --port N --budget 1500``).
+    """Serve the dashboard until Ctrl-C or SIGTERM (``agentcost dashboard --ledger PATH --port N --budget 1500``).
 
     ``ledger`` is a :class:`~agentcost.ledger.Ledger` or a URL/path for :func:`agentcost.ledger.open_ledger` (then
     opened here and closed on exit). The address is printed to ``out`` (default: standard output) and, with
@@ -658,7 +677,7 @@ def run_dashboard(
             import webbrowser
 
             webbrowser.open(server.url)
-        with contextlib.suppress(KeyboardInterrupt):
+        with contextlib.suppress(KeyboardInterrupt), _stop_on_sigterm():
             server.serve_forever()
     finally:
         if owned:

@@ -166,7 +166,8 @@ def test_alerts_on_the_demo_ledger(demo: tuple[str, Any]) -> None:
 
 
 def test_dashboard_command_serves_the_ledger(demo: tuple[str, Any]) -> None:
-    """`agentcost dashboard` in a subprocess: it prints its address, serves the summary, and stops on Ctrl-C."""
+    """`agentcost dashboard` in a subprocess: it prints its address, serves the summary, and stops on SIGTERM (SIGINT
+    is what Ctrl-C sends, but a child of a shell's background job inherits SIGINT ignored: CI may run us so)."""
     import signal
     import subprocess
     import sys
@@ -188,11 +189,11 @@ def test_dashboard_command_serves_the_ledger(demo: tuple[str, Any]) -> None:
             summary = json.loads(response.read())
         assert summary
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
         try:
             _, errors = process.communicate(timeout=30)  # drains both pipes while it stops
         except subprocess.TimeoutExpired:
             process.kill()
             _, errors = process.communicate()
-            pytest.fail(f"agentcost dashboard did not stop on SIGINT; stderr: {errors[-3000:]}")
+            pytest.fail(f"agentcost dashboard did not stop on SIGTERM; stderr: {errors[-3000:]}")
     assert process.returncode == 0, errors[-3000:]
