@@ -12,7 +12,7 @@ import functools
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -417,9 +417,49 @@ def spend_key(by: Sequence[str], values: Sequence[Any]) -> tuple[str | None, ...
     )
 
 
-def sorted_spend(rows: list[SpendRow]) -> list[SpendRow]:
-    """Groups in the same order from every engine: by key, ``None`` first, strings by code point."""
-    return sorted(rows, key=lambda row: tuple((value is not None, value or "") for value in row.key))
+def spend_rows(
+    by: Sequence[str], rows: Iterable[Sequence[Any]], cost_of: Callable[[tuple[Any, ...], Any], Decimal]
+) -> list[SpendRow]:
+    """Query rows ``(group values..., stored cost sum, unpriced, calls, input tokens, output tokens)`` as
+    :class:`SpendRow`s, the exact cost of each group given by the engine's ``cost_of(group values, stored sum)``;
+    in the same order from every engine: by key, ``None`` first, strings by code point."""
+    n = len(by)
+    out = [
+        SpendRow(
+            key=spend_key(by, row[:n]),
+            cost=canonical(cost_of(tuple(row[:n]), row[n])),
+            unpriced=int(row[n + 1] or 0),
+            calls=int(row[n + 2] or 0),
+            input_tokens=int(row[n + 3] or 0),
+            output_tokens=int(row[n + 4] or 0),
+        )
+        for row in rows
+    ]
+    return sorted(out, key=lambda row: tuple((value is not None, value or "") for value in row.key))
+
+
+def run_summaries(
+    rows: Iterable[Sequence[Any]], cost_of: Callable[[int, Any], Decimal], limit: int | None
+) -> list[RunSummary]:
+    """Query rows ``(root span id, name, started, ended, status, attrs JSON, stored cost sum, unpriced, spans)`` as
+    :class:`RunSummary`s, most expensive first (at most ``limit``), the exact cost given by the engine's
+    ``cost_of(stored root id, stored sum)``."""
+    summaries = [
+        RunSummary(
+            run_id=from_signed(span_id),
+            name=name,
+            started_at=started_at,
+            ended_at=ended_at,
+            status=status,
+            attrs=json.loads(attrs),
+            cost=canonical(cost_of(span_id, cost)),
+            unpriced=int(unpriced or 0),
+            spans=int(count),
+        )
+        for span_id, name, started_at, ended_at, status, attrs, cost, unpriced, count in rows
+    ]
+    summaries.sort(key=lambda run: (-run.cost, run.started_at, run.run_id))
+    return summaries if limit is None else summaries[: int(limit)]
 
 
 def where_clause(

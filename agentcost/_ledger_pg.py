@@ -9,7 +9,6 @@ ledger object, used under a lock (the writer's thread and queries share it).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -26,13 +25,11 @@ from agentcost._ledger import (
     RunSummary,
     SpanRecord,
     SpendRow,
-    canonical,
     event_row,
-    from_signed,
     group_columns,
-    sorted_spend,
+    run_summaries,
     span_row,
-    spend_key,
+    spend_rows,
     where_clause,
 )
 
@@ -184,26 +181,13 @@ class PostgresLedger(Ledger):
         columns = group_columns(by)
         clause, params = where_clause(since, until, where)
         keys = ", ".join(columns)
-        n = len(columns)
         rows = self._query(
             f"SELECT {keys}, SUM(cost), COUNT(*) FILTER (WHERE cost IS NULL),"
             f" COUNT(*) FILTER (WHERE kind IN {_LEAVES}), SUM(input_tokens), SUM(output_tokens)"
             f" FROM spans{clause} GROUP BY {keys}",
             params,
         )
-        return sorted_spend(
-            [
-                SpendRow(
-                    key=spend_key(by, row[:n]),
-                    cost=canonical(row[n] if row[n] is not None else Decimal(0)),
-                    unpriced=int(row[n + 1]),
-                    calls=int(row[n + 2]),
-                    input_tokens=int(row[n + 3] or 0),
-                    output_tokens=int(row[n + 4] or 0),
-                )
-                for row in rows
-            ]
-        )
+        return spend_rows(by, rows, lambda _, total: total if total is not None else Decimal(0))
 
     def runs(
         self,
@@ -222,22 +206,7 @@ class PostgresLedger(Ledger):
             " GROUP BY r.span_id, r.name, r.started_at, r.ended_at, r.status, r.attrs",
             params,
         )
-        summaries = [
-            RunSummary(
-                run_id=from_signed(span_id),
-                name=name,
-                started_at=started_at,
-                ended_at=ended_at,
-                status=status,
-                attrs=json.loads(attrs),
-                cost=canonical(cost),
-                unpriced=int(unpriced),
-                spans=int(count),
-            )
-            for span_id, name, started_at, ended_at, status, attrs, cost, unpriced, count in rows
-        ]
-        summaries.sort(key=lambda run: (-run.cost, run.started_at, run.run_id))
-        return summaries if limit is None else summaries[: int(limit)]
+        return run_summaries(rows, lambda _, total: Decimal(total), limit)
 
     def close(self) -> None:
         with self._lock:

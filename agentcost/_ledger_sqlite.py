@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,13 +33,11 @@ from agentcost._ledger import (
     RunSummary,
     SpanRecord,
     SpendRow,
-    canonical,
     event_row,
-    from_signed,
     group_columns,
-    sorted_spend,
+    run_summaries,
     span_row,
-    spend_key,
+    spend_rows,
     sum_exact,
     where_clause,
 )
@@ -202,9 +199,7 @@ class SQLiteLedger(Ledger):
         keys = ", ".join(columns)
         counts = f"SUM(cost_e12 IS NULL), SUM(kind IN {_LEAVES}), SUM(input_tokens), SUM(output_tokens)"
         try:
-            rows = self._query(
-                f"SELECT {keys}, SUM(cost_e12), {counts} FROM spans{clause} GROUP BY {keys} ORDER BY {keys}", params
-            )
+            rows = self._query(f"SELECT {keys}, SUM(cost_e12), {counts} FROM spans{clause} GROUP BY {keys}", params)
         except sqlite3.OperationalError as error:
             if "integer overflow" not in str(error):
                 raise
@@ -217,42 +212,18 @@ class SQLiteLedger(Ledger):
         for row in self._query(inexact, params):
             key = tuple(row[:n])
             totals[key] = sum_exact((totals[key], Decimal(row[n]), -Decimal(row[n + 1]).scaleb(-_SCALE)))
-        return sorted_spend(
-            [
-                SpendRow(
-                    key=spend_key(by, row[:n]),
-                    cost=canonical(totals[tuple(row[:n])]),
-                    unpriced=row[n + 1] or 0,
-                    calls=row[n + 2] or 0,
-                    input_tokens=row[n + 3] or 0,
-                    output_tokens=row[n + 4] or 0,
-                )
-                for row in rows
-            ]
-        )
+        return spend_rows(by, rows, lambda key, _: totals[key])
 
     def _spend_in_python(
         self, by: Sequence[str], columns: list[str], clause: str, params: list[Any], counts: str, keys: str
     ) -> list[SpendRow]:
         n = len(columns)
-        rows = self._query(f"SELECT {keys}, {counts} FROM spans{clause} GROUP BY {keys} ORDER BY {keys}", params)
+        rows = self._query(f"SELECT {keys}, NULL, {counts} FROM spans{clause} GROUP BY {keys}", params)
         totals: dict[tuple[Any, ...], list[Decimal]] = {}
         priced = f"{clause} AND cost IS NOT NULL" if clause else " WHERE cost IS NOT NULL"
         for row in self._query(f"SELECT {keys}, cost FROM spans{priced}", params):
             totals.setdefault(tuple(row[:n]), []).append(Decimal(row[n]))
-        return sorted_spend(
-            [
-                SpendRow(
-                    key=spend_key(by, row[:n]),
-                    cost=canonical(sum_exact(totals.get(tuple(row[:n]), ()))),
-                    unpriced=row[n] or 0,
-                    calls=row[n + 1] or 0,
-                    input_tokens=row[n + 2] or 0,
-                    output_tokens=row[n + 3] or 0,
-                )
-                for row in rows
-            ]
-        )
+        return spend_rows(by, rows, lambda key, _: sum_exact(totals.get(key, ())))
 
     def runs(
         self,
@@ -277,22 +248,11 @@ class SQLiteLedger(Ledger):
         )
         for run_id, cost, e12 in self._query(inexact, params):
             corrections.setdefault(run_id, []).extend((Decimal(cost), -Decimal(e12).scaleb(-_SCALE)))
-        summaries = [
-            RunSummary(
-                run_id=from_signed(span_id),
-                name=name,
-                started_at=started_at,
-                ended_at=ended_at,
-                status=status,
-                attrs=json.loads(attrs),
-                cost=canonical(sum_exact((Decimal(e12 or 0).scaleb(-_SCALE), *corrections.get(span_id, ())))),
-                unpriced=unpriced or 0,
-                spans=count,
-            )
-            for span_id, name, started_at, ended_at, status, attrs, e12, unpriced, count in rows
-        ]
-        summaries.sort(key=lambda run: (-run.cost, run.started_at, run.run_id))
-        return summaries if limit is None else summaries[: int(limit)]
+        return run_summaries(
+            rows,
+            lambda run_id, e12: sum_exact((Decimal(e12 or 0).scaleb(-_SCALE), *corrections.get(run_id, ()))),
+            limit,
+        )
 
     def close(self) -> None:
         self._file.close()
