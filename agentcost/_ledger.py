@@ -618,14 +618,15 @@ class Ledger(ABC):
         records = self.spans(run_id=run_id)
         if not records:
             raise LedgerError(f"no spans recorded for run {format_span_id(run_id)}")
+        root = next((r for r in records if r.span_id == run_id), None)
+        if root is None:
+            raise LedgerError(f"run {format_span_id(run_id)} has spans but its root span was not recorded")
         ids = {record.span_id for record in records}
         out: list[dict[str, Any]] = []
-        root = next((r for r in records if r.span_id == run_id), None)
-        ordered = ([root] if root is not None else []) + [r for r in records if r is not root]
-        for record in ordered:
+        for record in [root, *(r for r in records if r is not root)]:
             parent = record.parent_id
             if record is not root and (parent is None or parent not in ids):
-                parent = run_id if root is not None else None
+                parent = run_id
             item: dict[str, Any] = {
                 "id": format_span_id(record.span_id),
                 "parent_id": None if parent is None else format_span_id(parent),
@@ -636,33 +637,22 @@ class Ledger(ABC):
                 "ended_at": record.ended_at,
                 "status": record.status,
                 "attrs": dict(record.attrs),
+                "usage": {  # the tree format's usage (zeros and one request may be written out: they read back)
+                    "input_tokens": record.input_tokens,
+                    "output_tokens": record.output_tokens,
+                    "cache_read_tokens": record.cache_read_tokens,
+                    "cache_write_tokens": record.cache_write_tokens,
+                    "reasoning_tokens": record.reasoning_tokens,
+                    "requests": record.requests,
+                    "units": dict(record.units),
+                },
+                "notes": list(record.notes),
             }
-            usage: dict[str, Any] = {
-                key: value
-                for key, value in (
-                    ("input_tokens", record.input_tokens),
-                    ("output_tokens", record.output_tokens),
-                    ("cache_read_tokens", record.cache_read_tokens),
-                    ("cache_write_tokens", record.cache_write_tokens),
-                    ("reasoning_tokens", record.reasoning_tokens),
-                )
-                if value
-            }
-            if record.requests != 1:
-                usage["requests"] = record.requests
-            if record.units:
-                usage["units"] = dict(record.units)
-            if usage:
-                item["usage"] = usage
             for name in ("cost_source", "model", "requested_model", "provider", "error"):
                 value = getattr(record, name)
                 if value is not None:
                     item[name] = value
-            if record.notes:
-                item["notes"] = list(record.notes)
             out.append(item)
-        if root is None:
-            raise LedgerError(f"run {format_span_id(run_id)} has spans but its root span was not recorded")
         return CostTree.from_dict({"format": FORMAT, "version": VERSION, "spans": out})
 
     def __enter__(self) -> Ledger:

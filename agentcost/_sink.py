@@ -36,11 +36,16 @@ sink_errors: dict[str, int] = {}
 """Exceptions raised by sinks, counted by sink class name (they are never re-raised into the agent)."""
 
 
+def _check_sink(sink: object) -> SpanSink:
+    if not isinstance(sink, SpanSink):
+        raise TypeError(f"a sink needs on_span(span, tree) and on_event(event, tree), got {type(sink).__name__}")
+    return sink
+
+
 def add_sink(sink: SpanSink) -> None:
     """Attach ``sink`` to every run opened from now on in this process that is not given ``sinks=`` explicitly
     (runs opened by adapters and by :func:`agentcost.remote.serve` included)."""
-    if not isinstance(sink, SpanSink):
-        raise TypeError(f"a sink needs on_span(span, tree) and on_event(event, tree), got {type(sink).__name__}")
+    _check_sink(sink)
     if sink not in _defaults:
         _defaults.append(sink)
 
@@ -55,11 +60,7 @@ def resolve_sinks(sinks: Iterable[SpanSink] | None) -> tuple[SpanSink, ...]:
     """The sinks of a new run: ``sinks`` as given, or the process defaults when ``None``."""
     if sinks is None:
         return tuple(_defaults)
-    resolved = tuple(sinks)
-    for sink in resolved:
-        if not isinstance(sink, SpanSink):
-            raise TypeError(f"a sink needs on_span(span, tree) and on_event(event, tree), got {type(sink).__name__}")
-    return resolved
+    return tuple(_check_sink(sink) for sink in sinks)
 
 
 def sink_failed(sink: object, error: Exception) -> None:
