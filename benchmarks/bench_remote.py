@@ -171,6 +171,7 @@ async def main() -> None:
     # ~40 ms for the client's delayed ACK (Nagle).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # listening before the port is printed: a client may connect the moment it reads it
     port = sock.getsockname()[1]
     app = make_app(f"http://127.0.0.1:{port}")
     print(port, flush=True)
